@@ -1,0 +1,22 @@
+"""nodelib: small, tested ODE solvers and the adjoint method in PyTorch.
+
+    from nodelib import odeint, odeint_adjoint, SolverStats
+
+Data flows one way: Butcher tableaux → one Runge–Kutta stepper → fixed-grid and adaptive
+integrators → ``odeint`` (backprop through the solver) and ``odeint_adjoint`` (the continuous
+adjoint, Algorithm 2 of Chen et al. 2018).
+"""
+from .adjoint import odeint_adjoint
+from .errors import MaxStepsExceededError, NonFiniteError, ODESolverError, StepSizeUnderflowError
+from .odeint import odeint
+from .stats import PassStats, SolverStats, StepRecord
+from .tableaux import ADAPTIVE_METHODS, FIXED_STEP_METHODS, TABLEAUX, ButcherTableau
+
+METHODS = tuple(TABLEAUX)
+
+__all__ = [
+    "odeint", "odeint_adjoint", "SolverStats", "PassStats", "StepRecord", "METHODS",
+    "TABLEAUX", "FIXED_STEP_METHODS", "ADAPTIVE_METHODS", "ButcherTableau", "ODESolverError",
+    "StepSizeUnderflowError", "MaxStepsExceededError", "NonFiniteError",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,17 @@
+"""Exceptions raised by the solvers. Each message says what went wrong and at which time."""
+
+
+class ODESolverError(RuntimeError):
+    """Base class: the solve could not continue."""
+
+
+class StepSizeUnderflowError(ODESolverError):
+    """The adaptive step size shrank below what the time variable can resolve."""
+
+
+class MaxStepsExceededError(ODESolverError):
+    """More than ``max_num_steps`` steps were attempted."""
+
+
+class NonFiniteError(ODESolverError, FloatingPointError):
+    """NaN or inf appeared in the state or in the vector field."""

@@ -119,6 +119,7 @@ class _AdjointODESolve(torch.autograd.Function):
                                device=ys.device)
         grad_t = torch.zeros_like(t) if want_t else None
         a_t = None
+        step_memo = {}   # the step size carries over from one interval to the next
         if want_t:
             g_dot_f = _dot_slope(func, t[-1], ys[-1], grad_ys[-1])
             extra_nfe += 1
@@ -131,7 +132,7 @@ class _AdjointODESolve(torch.autograd.Function):
             aug = torch.cat(parts)
             aug = solve(aug_dynamics, aug, [times[i], times[i - 1]], s.adjoint_tableau,
                         rtol=s.adjoint_rtol, atol=s.adjoint_atol, options=s.adjoint_options,
-                        stats=pass_stats, norm=norm)[-1]
+                        stats=pass_stats, norm=norm, step_memo=step_memo)[-1]
             a = aug[n:2 * n] + grad_ys[i - 1].reshape(-1)
             a_params = aug[2 * n:2 * n + a_params.numel()]
             if want_t:

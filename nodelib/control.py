@@ -34,7 +34,7 @@ class PIController:
 
     def __init__(self, error_exponent: int):
         self.alpha = 1.0 / error_exponent - 0.75 * PI_BETA
-        self.prev_ratio = 1e-4
+        self.prev_ratio = 1.0   # no history yet: the first factor is the plain I controller
 
     def factor(self, ratio: float, accepted: bool) -> float:
         if ratio == 0.0:

@@ -73,8 +73,9 @@ def odeint(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, method: str =
 
 
 def solve(func, y0: torch.Tensor, times: list[float], tableau, *, rtol: float, atol: float,
-          options: dict, stats, norm=rms_norm) -> torch.Tensor:
+          options: dict, stats, norm=rms_norm, step_memo: dict | None = None) -> torch.Tensor:
     """Dispatch to the fixed-grid or adaptive integrator (states stacked, index 0 = y0)."""
-    integrate = integrators.adaptive if tableau.adaptive else integrators.fixed_grid
-    return integrate(func, y0, times, tableau, rtol=rtol, atol=atol, options=options,
-                     stats=stats, norm=norm)
+    if tableau.adaptive:
+        return integrators.adaptive(func, y0, times, tableau, rtol=rtol, atol=atol,
+                                    options=options, stats=stats, norm=norm, step_memo=step_memo)
+    return integrators.fixed_grid(func, y0, times, tableau, options=options, stats=stats)

@@ -138,6 +138,7 @@ def adaptive(func, y0: torch.Tensor, times: list[float], tableau: ButcherTableau
     controller = PIController(tableau.error_exponent)
     outputs, next_out, y = [y0.unsqueeze(0)], 1, y0
     n_steps = n_accepted = 0
+    ratio = 0.0
     while next_out < len(times):
         if n_steps >= max_steps:
             raise MaxStepsExceededError(
@@ -145,6 +146,10 @@ def adaptive(func, y0: torch.Tensor, times: list[float], tableau: ButcherTableau
                 "problem may be stiff or blow up — raise options['max_num_steps'] or loosen "
                 "rtol/atol")
         if abs(h) <= 8 * eps * max(abs(t), 1.0):
+            if not math.isfinite(ratio):
+                raise NonFiniteError(
+                    f"the state or func became NaN/inf on every step tried after t={t:.17g}, "
+                    "down to the smallest step size: func may be undefined beyond this time")
             raise StepSizeUnderflowError(
                 f"step size underflow at t={t:.17g}: h={abs(h):.3g} is too small to advance "
                 f"time in {y0.dtype}; the solution may blow up (finite-time singularity) or "

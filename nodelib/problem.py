@@ -64,7 +64,7 @@ class TupleLayout:
 
     def unflatten(self, y: torch.Tensor, lead: tuple = ()) -> tuple[torch.Tensor, ...]:
         parts = torch.split(y, self.numels, dim=-1)
-        return tuple(p.reshape(*lead, *s) for p, s in zip(parts, self.shapes))
+        return tuple(p.reshape(*lead, *s) if (lead or s) else p.reshape(()) for p, s in zip(parts, self.shapes))
 
 
 def check_state(y0):

@@ -20,3 +20,7 @@ __all__ = [
     "StepSizeUnderflowError", "MaxStepsExceededError", "NonFiniteError",
 ]
 __version__ = "0.1.0"
+
+from .layers import ConcatConv2d, ConvField, MLPField, ODEBlock, ResidualBlock  # noqa: E402
+
+__all__ += ["ODEBlock", "MLPField", "ConvField", "ConcatConv2d", "ResidualBlock"]

@@ -94,10 +94,9 @@ def _fixed_grid(times: list[float], step_size: float | None) -> list[float]:
 
 def hermite(y0, f0, y1, f1, h: float, thetas: list[float]) -> torch.Tensor:
     """Cubic Hermite interpolation inside one step, for many θ at once: (m, *y0.shape)."""
-    th = torch.tensor(thetas, dtype=torch.float64)
-    w = torch.stack([2 * th**3 - 3 * th**2 + 1, h * (th**3 - 2 * th**2 + th),
-                     -2 * th**3 + 3 * th**2, h * (th**3 - th**2)], dim=1)
-    w = w.to(dtype=y0.dtype, device=y0.device)
+    weights = [[2 * th**3 - 3 * th**2 + 1, h * (th**3 - 2 * th**2 + th),
+                -2 * th**3 + 3 * th**2, h * (th**3 - th**2)] for th in thetas]
+    w = torch.tensor(weights, dtype=y0.dtype, device=y0.device)
     basis = torch.stack([y0, f0, y1, f1]).reshape(4, -1)
     return (w @ basis).view(len(thetas), *y0.shape)
 
@@ -139,52 +138,54 @@ def adaptive(func, y0: torch.Tensor, times: list[float], tableau: ButcherTableau
     outputs, next_out, y = [y0.unsqueeze(0)], 1, y0
     n_steps = n_accepted = 0
     ratio = 0.0
-    while next_out < len(times):
-        if n_steps >= max_steps:
-            raise MaxStepsExceededError(
-                f"reached max_num_steps={max_steps} at t={t:.6g} before t={t_end:.6g}; the "
-                "problem may be stiff or blow up — raise options['max_num_steps'] or loosen "
-                "rtol/atol")
-        if abs(h) <= 8 * eps * max(abs(t), 1.0):
-            if not math.isfinite(ratio):
-                raise NonFiniteError(
-                    f"the state or func became NaN/inf on every step tried after t={t:.17g}, "
-                    "down to the smallest step size: func may be undefined beyond this time")
-            raise StepSizeUnderflowError(
-                f"step size underflow at t={t:.17g}: h={abs(h):.3g} is too small to advance "
-                f"time in {y0.dtype}; the solution may blow up (finite-time singularity) or "
-                "the problem is too stiff for an explicit method")
-        if direction * (t + h - t_end) > 0:
-            h = t_end - t                               # land exactly on the final time
-        y1, ks = rk_step(func, t, y, f0, h, tableau, time)
-        nfe += tableau.stages - 1
-        n_steps += 1
-        with torch.no_grad():
-            ratio = norm(scaled_error(error_estimate(ks, tableau, h), y, y1, rtol, atol)).item()
-        accepted = ratio <= 1.0
+    try:
+        while next_out < len(times):
+            if n_steps >= max_steps:
+                raise MaxStepsExceededError(
+                    f"reached max_num_steps={max_steps} at t={t:.6g} before t={t_end:.6g}; the "
+                    "problem may be stiff or blow up — raise options['max_num_steps'] or loosen "
+                    "rtol/atol")
+            if abs(h) <= 8 * eps * max(abs(t), 1.0):
+                if not math.isfinite(ratio):
+                    raise NonFiniteError(
+                        f"the state or func became NaN/inf on every step tried after t={t:.17g}, "
+                        "down to the smallest step size: func may be undefined beyond this time")
+                raise StepSizeUnderflowError(
+                    f"step size underflow at t={t:.17g}: h={abs(h):.3g} is too small to advance "
+                    f"time in {y0.dtype}; the solution may blow up (finite-time singularity) or "
+                    "the problem is too stiff for an explicit method")
+            if direction * (t + h - t_end) > 0:
+                h = t_end - t                               # land exactly on the final time
+            y1, ks = rk_step(func, t, y, f0, h, tableau, time)
+            nfe += tableau.stages - 1
+            n_steps += 1
+            with torch.no_grad():
+                ratio = norm(scaled_error(error_estimate(ks, tableau, h), y, y1, rtol, atol)).item()
+            accepted = ratio <= 1.0
+            if record:
+                stats.trace.append(StepRecord(t, h, ratio, accepted))
+            if accepted:
+                t1 = t + h
+                last = next_out
+                while last < len(times) and direction * (times[last] - t1) < 0:
+                    last += 1
+                if last > next_out:   # output times strictly inside this step: dense output
+                    thetas = [(times[j] - t) / h for j in range(next_out, last)]
+                    outputs.append(dense_output(y, ks, h, thetas, tableau))
+                if last < len(times) and times[last] == t1:
+                    outputs.append(y1.unsqueeze(0))
+                    last += 1
+                next_out = last
+                t, y, f0 = t1, y1, ks[-1]
+                n_accepted += 1
+            elif not math.isfinite(ratio) and not bool(torch.isfinite(f0).all()):
+                raise NonFiniteError(f"func returned NaN/inf at t={t:.6g} for a finite state")
+            h = h * controller.factor(ratio, accepted)
+    finally:   # counters are recorded even when the solve fails: they explain the failure
+        if step_memo is not None:
+            step_memo["h"] = abs(h)
         if record:
-            stats.trace.append(StepRecord(t, h, ratio, accepted))
-        if accepted:
-            t1 = t + h
-            last = next_out
-            while last < len(times) and direction * (times[last] - t1) < 0:
-                last += 1
-            if last > next_out:   # output times strictly inside this step: dense output
-                thetas = [(times[j] - t) / h for j in range(next_out, last)]
-                outputs.append(dense_output(y, ks, h, thetas, tableau))
-            if last < len(times) and times[last] == t1:
-                outputs.append(y1.unsqueeze(0))
-                last += 1
-            next_out = last
-            t, y, f0 = t1, y1, ks[-1]
-            n_accepted += 1
-        elif not math.isfinite(ratio) and not bool(torch.isfinite(f0).all()):
-            raise NonFiniteError(f"func returned NaN/inf at t={t:.6g} for a finite state")
-        h = h * controller.factor(ratio, accepted)
-    if step_memo is not None:
-        step_memo["h"] = abs(h)
-    if record:
-        stats.nfe += nfe
-        stats.n_accepted += n_accepted
-        stats.n_rejected += n_steps - n_accepted
+            stats.nfe += nfe
+            stats.n_accepted += n_accepted
+            stats.n_rejected += n_steps - n_accepted
     return torch.cat(outputs)

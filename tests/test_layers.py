@@ -23,7 +23,7 @@ def test_odeblock_matches_odeint_and_counts_nfe(device):
 
 def test_odeblock_gradients_adjoint_vs_backprop():
     torch.manual_seed(0)
-    field = ConvField(4).double()
+    field = ConvField(4, activation=torch.tanh).double()
     x = torch.randn(2, 4, 6, 6, dtype=torch.float64)
     grads = []
     for adjoint in (True, False):
@@ -32,7 +32,9 @@ def test_odeblock_gradients_adjoint_vs_backprop():
         grads.append([p.grad.clone() for p in field.parameters()])
         field.zero_grad()
     for a, b in zip(*grads):
-        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)   # both ~1e-9 accurate
+        # both ~1e-9 accurate; the conv biases feed a GroupNorm that removes them, so their true
+        # gradient is 0 and only an absolute tolerance makes sense there
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-8)
 
 
 def test_fields_use_time_and_keep_shape():

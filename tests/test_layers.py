@@ -59,3 +59,51 @@ def test_residual_block_is_an_euler_step_of_its_residual():
     nn.init.zeros_(block.conv2.weight)
     nn.init.zeros_(block.conv2.bias)
     assert torch.equal(block(x), x)
+
+
+def test_odeblock_settings_take_effect_on_the_next_call(device):
+    # Chapter 05 re-evaluates one trained block at many tolerances, step counts and gradient modes
+    # by assigning its attributes; each forward must use the settings current at that call.
+    torch.manual_seed(0)
+    field = MLPField(3, hidden=16).to(device)
+    x = torch.randn(8, 3, device=device)
+    block = ODEBlock(field, rtol=1e-2, atol=1e-2)
+    block(x)
+    loose = block.nfe_forward
+    block.rtol = block.atol = 1e-7
+    block(x)
+    assert block.nfe_forward > loose            # tighter tolerance: more evaluations
+    block.method, block.options = "rk4", {"step_size": 0.25}
+    block(x)
+    assert block.nfe_forward == 4 * 4           # 4 fixed steps of 4 stages each
+    for adjoint in (False, True):
+        block.adjoint = adjoint
+        block(x.requires_grad_(True)).sum().backward()
+        assert (block.nfe_backward > 0) == adjoint
+
+
+def _saved_bytes(make_output):
+    """Bytes of the distinct storages autograd saves while ``make_output()`` runs."""
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        make_output()
+    return sum(storages.values())
+
+
+def test_odeblock_memory_constant_with_adjoint_growing_with_backprop():
+    torch.manual_seed(0)
+    field = MLPField(4, hidden=32)
+    x = torch.randn(16, 4, requires_grad=True)
+    adjoint = [_saved_bytes(lambda: ODEBlock(field, method="rk4", options={"step_size": 1 / n})(x))
+               for n in (2, 8)]
+    backprop = [_saved_bytes(lambda: ODEBlock(field, method="rk4", options={"step_size": 1 / n},
+                                              adjoint=False)(x)) for n in (2, 8)]
+    # Exact byte counts: the adjoint keeps the same tensors (its outputs) at any step count ...
+    assert adjoint[0] == adjoint[1]
+    # ... backprop keeps each step's activations: 4x the steps, at least 3x the bytes.
+    assert backprop[1] > 3 * backprop[0] and backprop[0] > adjoint[0]

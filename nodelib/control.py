@@ -1,7 +1,7 @@
 """Step-size control: the error norm, the PI controller and Hairer's initial step.
 
 Why these defaults: the mixed RMS norm scales each component by ``atol + rtol·|y|`` so a ratio of 1
-means "exactly at tolerance" whatever the units; the PI controller (Gustafsson; constants of Hairer's
+means "exactly at tolerance" whatever the units; the PI controller (Gustafsson; β of Hairer's
 DOPRI5 code) damps the oscillation of a pure I controller; the initial-step heuristic (Hairer,
 Nørsett & Wanner, II.4) costs one extra evaluation and avoids a cascade of rejections at the start.
 """
@@ -30,10 +30,16 @@ def scaled_error(err: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor, rtol: fl
 
 
 class PIController:
-    """Proposes the next step size from the error ratio of the step just attempted."""
+    """Proposes the next step size from the error ratio r of the step just attempted:
+    ``h_new = h · SAFETY · r^(-1/k) · r_prev^β`` (k the error exponent, r_prev the previous
+    accepted ratio). The r_prev term damps the step-size oscillation near the tolerance; it is
+    floored at ``MEMORY_FLOOR`` so that a step that was far more accurate than needed (typical
+    right after the first step) does not throttle the growth that follows."""
+
+    MEMORY_FLOOR = 0.1
 
     def __init__(self, error_exponent: int):
-        self.alpha = 1.0 / error_exponent - 0.75 * PI_BETA
+        self.alpha = 1.0 / error_exponent
         self.prev_ratio = 1.0   # no history yet: the first factor is the plain I controller
 
     def factor(self, ratio: float, accepted: bool) -> float:
@@ -44,7 +50,7 @@ class PIController:
         factor = SAFETY * ratio ** (-self.alpha)
         if accepted:
             factor *= self.prev_ratio ** PI_BETA
-            self.prev_ratio = max(ratio, 1e-4)
+            self.prev_ratio = max(ratio, self.MEMORY_FLOOR)
             return min(MAX_FACTOR, max(MIN_FACTOR, factor))
         return min(1.0, max(MIN_FACTOR, factor))   # after a rejection, never grow
 

@@ -20,6 +20,14 @@ def combine(y: torch.Tensor, ks: list[torch.Tensor], tableau: ButcherTableau, ro
     coeffs = tableau.a[int(row[1:])] if row.startswith("a") else getattr(tableau, row)
     nonzero = [(j, w) for j, w in enumerate(coeffs) if w != 0.0]
     if len(nonzero) < _STACK_FROM:
+        if row == "b" and len(nonzero) > 1:
+            # the propagated solution: sum the small increments first and add y once, so
+            # rounding is relative to the increment, not to |y| at every term
+            (j0, w0), rest = nonzero[0], nonzero[1:]
+            increment = ks[j0] * (h * w0)
+            for j, w in rest:
+                increment = torch.add(increment, ks[j], alpha=h * w)
+            return y + increment
         out = y
         for j, w in nonzero:
             out = torch.add(out, ks[j], alpha=h * w)

@@ -16,7 +16,6 @@ import math
 import torch
 from torch import nn
 
-from .control import rms_norm
 from .odeint import solve
 from .problem import (CheckedFunc, check_options, check_state, check_times, check_tolerances,
                       get_tableau)
@@ -113,7 +112,11 @@ class _AdjointODESolve(torch.autograd.Function):
                 parts.append(parts.pop(2))
             return torch.cat(parts)
 
-        norm = _seminorm(2 * n) if s.seminorm else rms_norm
+        # Error norm of the augmented state: the largest RMS over its parts (z, a, a_θ, a_t),
+        # so no part's error is diluted by another's size; the seminorm drops a_θ and a_t,
+        # which never feed back into the dynamics (and so can only be smaller).
+        bounds = [0, n, 2 * n] + ([] if s.seminorm else [n_aug - (1 if want_t else 0), n_aug])
+        norm = _max_of_rms(sorted(set(bounds)))
         a = grad_ys[-1].reshape(-1)
         a_params = torch.zeros(n_aug - 2 * n - (1 if want_t else 0), dtype=ys.dtype,
                                device=ys.device)
@@ -156,8 +159,11 @@ def _dot_slope(func, t_i, y_i, g_i):
     return (g_i * func(t_i, y_i)).sum()
 
 
-def _seminorm(n_state: int):
-    """RMS over the [z, a] part of the augmented state only."""
+def _max_of_rms(bounds: list[int]):
+    """Norm of a flat augmented state: the max of the RMS norms of x[bounds[i]:bounds[i+1]]."""
+    parts = [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+
     def norm(x: torch.Tensor) -> torch.Tensor:
-        return torch.linalg.vector_norm(x[:n_state]) / math.sqrt(n_state)
+        return torch.stack([torch.linalg.vector_norm(x[lo:hi]) / math.sqrt(hi - lo)
+                            for lo, hi in parts]).max()
     return norm

@@ -24,3 +24,12 @@ __version__ = "0.1.0"
 from .layers import ConcatConv2d, ConvField, MLPField, ODEBlock, ResidualBlock  # noqa: E402
 
 __all__ += ["ODEBlock", "MLPField", "ConvField", "ConcatConv2d", "ResidualBlock"]
+
+from .densities import (ENERGY_NAMES, energy, log_normalizer, target_log_prob,  # noqa: E402
+                        two_circles, two_moons)
+from .flows import (CNF, CNFDynamics, PlanarCNFField, PlanarFlow, PlanarNF,  # noqa: E402
+                    exact_trace, hutchinson_trace, sample_noise, standard_normal_log_prob)
+
+__all__ += ["ENERGY_NAMES", "energy", "log_normalizer", "target_log_prob", "two_circles",
+            "two_moons", "CNF", "CNFDynamics", "PlanarCNFField", "PlanarFlow", "PlanarNF",
+            "exact_trace", "hutchinson_trace", "sample_noise", "standard_normal_log_prob"]

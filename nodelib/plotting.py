@@ -7,6 +7,8 @@ model: the grid is built on the device and in the dtype the caller names.
 """
 from __future__ import annotations
 
+import re
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -88,7 +90,7 @@ def animate_samples(trajectories, times, extent=DEFAULT_EXTENT, *, titles=None, 
                     size: float = 2.6, dpi: int = 60, interval: int = 150):
     """An animation of samples moving along their trajectories, one panel per trajectory.
 
-    Embed it with ``IPython.display.HTML(anim.to_jshtml())``: every frame becomes a PNG inside
+    Embed it with ``IPython.display.HTML(animation_html(anim))``: every frame becomes a PNG inside
     the page, so keep ``len(times)`` and ``dpi`` small. The figure is closed so that the notebook
     does not also show it as a static image.
     """
@@ -129,3 +131,22 @@ def _clean(ax, extent, title):
     ax.set_aspect("equal")
     if title is not None:
         ax.set_title(title, fontsize=9)
+
+
+# matplotlib's JS player takes its button icons from Font Awesome on a CDN; the book must work
+# offline, so the stylesheet link goes and each icon becomes a plain Unicode glyph.
+_PLAYER_GLYPHS = {
+    "fa fa-minus": "&#8722;", "fa fa-plus": "+", "fa fa-fast-backward": "&#9198;",
+    "fa fa-step-backward": "&#9664;|", "fa fa-play fa-flip-horizontal": "&#9664;",
+    "fa fa-pause": "&#10074;&#10074;", "fa fa-play": "&#9654;", "fa fa-step-forward": "|&#9654;",
+    "fa fa-fast-forward": "&#9197;",
+}
+
+
+def animation_html(anim, **kwargs) -> str:
+    """``anim.to_jshtml(**kwargs)`` made self-contained: no CDN stylesheet, glyph buttons.
+    Display it with ``IPython.display.HTML(animation_html(anim))``."""
+    html = re.sub(r"<link[^>]*font-awesome[^>]*>", "", anim.to_jshtml(**kwargs))
+    for icon, glyph in _PLAYER_GLYPHS.items():
+        html = html.replace(f'<i class="{icon}"></i>', glyph)
+    return html

@@ -33,3 +33,9 @@ from .flows import (CNF, CNFDynamics, PlanarCNFField, PlanarFlow, PlanarNF,  # n
 __all__ += ["ENERGY_NAMES", "energy", "log_normalizer", "target_log_prob", "two_circles",
             "two_moons", "CNF", "CNFDynamics", "PlanarCNFField", "PlanarFlow", "PlanarNF",
             "exact_trace", "hutchinson_trace", "sample_noise", "standard_normal_log_prob"]
+
+from .augmented import AugmentedNeuralODE, AugmentedODEBlock, augment  # noqa: E402
+from .datasets import flip_1d, nested_spheres, nested_spheres_target  # noqa: E402
+
+__all__ += ["AugmentedNeuralODE", "AugmentedODEBlock", "augment", "flip_1d", "nested_spheres",
+            "nested_spheres_target"]

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from nodelib import odeint
+from nodelib.plotting import grid_mass, log_prob_on_grid
 from nodelib.flows import (CNF, CNFDynamics, PlanarCNFField, PlanarFlow, PlanarNF, exact_trace,
                            hutchinson_trace, sample_noise, standard_normal_log_prob)
 
@@ -121,11 +122,7 @@ def test_planar_nf_density_is_consistent_and_normalised(device):
         x, log_q = nf.sample(50)
         # the density of a sample computed forwards equals the one from inverting the stack
         assert torch.allclose(nf.log_prob(x), log_q, atol=1e-9)
-        g = torch.linspace(-7, 7, 241, dtype=F64, device=device)
-        yy, xx = torch.meshgrid(g, g, indexing="ij")
-        with torch.no_grad():
-            p = nf.log_prob(torch.stack([xx, yy], -1).reshape(-1, 2)).exp().reshape(241, 241)
-        mass = torch.trapezoid(torch.trapezoid(p, g, dim=1), g).item()
+        mass = _grid_mass(nf.log_prob, 241, device)
         # trapezoid rule, spacing 0.06: ~3e-4 here (checked against spacing 0.03); tails beyond
         # ±7 hold < 1e-9; a wrong log-det sign would be off by O(1)
         assert abs(mass - 1) < 2e-3, mass
@@ -275,11 +272,7 @@ def test_cnf_log_prob_inverts_sampling_and_normalises(device):
     # a backward solve retraces the forward one: agreement to ~solver tolerance
     assert torch.allclose(cnf.log_prob(x), logp, atol=1e-6)
     cnf.rtol = cnf.atol = 1e-6
-    g = torch.linspace(-7, 7, 101, dtype=F64, device=device)
-    yy, xx = torch.meshgrid(g, g, indexing="ij")
-    with torch.no_grad():
-        p = cnf.log_prob(torch.stack([xx, yy], -1).reshape(-1, 2)).exp().reshape(101, 101)
-    mass = torch.trapezoid(torch.trapezoid(p, g, dim=1), g).item()
+    mass = _grid_mass(cnf.log_prob, 101, device)
     # a 0.14-spaced trapezoid rule on a smooth density: error ~1e-3; a wrong sign of the
     # trace term would give a mass of order e^{±2 ∫tr} instead
     assert abs(mass - 1) < 1e-2, mass
@@ -346,3 +339,9 @@ def test_bad_arguments_raise_clear_errors():
     dyn = CNFDynamics(Linear(torch.eye(2)), trace="hutchinson")
     with pytest.raises(RuntimeError, match="draw_noise"):
         dyn(torch.tensor(0.0), (torch.zeros(3, 2), torch.zeros(3)))
+
+
+def _grid_mass(log_prob, n, device):
+    """∫ exp(log_prob) over [-7, 7]² by the trapezoid rule on an n × n grid (float64)."""
+    extent = (-7.0, 7.0, -7.0, 7.0)
+    return grid_mass(log_prob_on_grid(log_prob, extent, n, device=device, dtype=F64), extent)

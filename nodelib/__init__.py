@@ -39,3 +39,7 @@ from .datasets import flip_1d, nested_spheres, nested_spheres_target  # noqa: E4
 
 __all__ += ["AugmentedNeuralODE", "AugmentedODEBlock", "augment", "flip_1d", "nested_spheres",
             "nested_spheres_target"]
+
+from .progress import progress  # noqa: E402
+
+__all__ += ["progress"]

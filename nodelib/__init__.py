@@ -43,3 +43,10 @@ __all__ += ["AugmentedNeuralODE", "AugmentedODEBlock", "augment", "flip_1d", "ne
 from .progress import progress  # noqa: E402
 
 __all__ += ["progress"]
+
+from .regularisation import (RegularisedBlock, RegularisedCNF,  # noqa: E402
+                             RegularisedDynamics, frobenius_exact, frobenius_hutchinson,
+                             kinetic_energy, odeint_with_penalties, steer_end_time)
+
+__all__ += ["RegularisedBlock", "RegularisedCNF", "RegularisedDynamics", "frobenius_exact",
+            "frobenius_hutchinson", "kinetic_energy", "odeint_with_penalties", "steer_end_time"]

@@ -209,15 +209,18 @@ def odeint_with_penalties(dynamics: RegularisedDynamics, y0, t, *, adjoint: bool
         raise ValueError(f"y0 must be {'z0' if expected == 1 else '(z0, logp0)'} for "
                          f"trace={dynamics.trace!r}, got {len(parts)} tensors")
     z0 = parts[0]
-    t = torch.as_tensor(t).to(device=z0.device, dtype=z0.dtype)
+    # times given as Python floats go straight to z0's dtype (a float32 detour would move an end
+    # time such as 0.8 by ~1e-8, visible in float64)
+    t = (t.to(device=z0.device, dtype=z0.dtype) if isinstance(t, torch.Tensor)
+         else torch.as_tensor(t, device=z0.device, dtype=z0.dtype))
+    options = dict(options or {})
+    if not control_penalties and "norm" in options:
+        raise ValueError("options['norm'] and control_penalties=False both set the error "
+                         "norm; pass control_penalties=True to use your own norm")
     if dynamics.needs_noise:
         dynamics.draw_noise(z0, generator)
     r0 = z0.new_zeros(z0.shape[0], len(dynamics.terms))
-    options = dict(options or {})
     if not control_penalties:
-        if "norm" in options:
-            raise ValueError("options['norm'] and control_penalties=False both set the error "
-                             "norm; pass control_penalties=True to use your own norm")
         n_controlled = sum(p.numel() for p in parts)
         options["norm"] = lambda x: rms_norm(x[:n_controlled])
     kw = dict(rtol=rtol, atol=atol, method=method, options=options, stats=stats)

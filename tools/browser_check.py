@@ -32,7 +32,7 @@ full-page screenshot of the first chapter under ``_build/html/_screenshots/``, p
 summary table, and exits non-zero on any failure.
 
 Usage: python tools/browser_check.py [--html _build/html] [--screenshot-page chapters/01_...]
-                                     [--width 1400] [--max-wide-code 0]
+                                     [--width 1400] [--max-wide-code 0] [--details]
 """
 
 from __future__ import annotations
@@ -147,10 +147,14 @@ const toggled = Array.from(article.querySelectorAll('.toggle-hidden'));
 toggled.forEach(n => n.classList.remove('toggle-hidden'));
 const SLACK = 1;  // px of sub-pixel rounding
 const shown = n => n.getClientRects().length > 0;
-function where(node) {
+function where(node) {  // the enclosing admonition's title (solutions, proofs), else the section
+  const clean = t => t.replace(/[#\\u00b6]/g, '').replace(/\\s+/g, ' ').trim().slice(0, 50);
+  const box = node.closest('.admonition, .proof, .exercise, .solution');
+  const title = box && box.querySelector('.admonition-title, .proof-title, p.admonition-title');
+  if (title && clean(title.textContent)) return clean(title.textContent);
   const section = node.closest('section');
   const heading = section && section.querySelector('h1, h2, h3, h4, h5');
-  return heading ? heading.textContent.replace(/[#\\u00b6]/g, '').trim().slice(0, 50) : '';
+  return heading ? clean(heading.textContent) : '';
 }
 function texOf(node) {
   try {

@@ -22,7 +22,9 @@ solver settings). :func:`steer_end_time` draws STEER's random end time.
 By default the penalty components are left out of the adaptive solver's error control
 (``control_penalties=False``): they never feed back into the dynamics, so controlling their error
 would only add steps, and the steps taken are then exactly those of the unregularised solve of
-the same field. Penalties have shape ``(batch, n_terms)`` and are positive whichever direction
+the same field. (Backprop solves only: ``odeint_adjoint`` does not yet use a custom forward norm,
+so with ``adjoint=True`` the penalties are controlled too; a non-smooth integrand, such as the
+Jacobian norm of a ReLU field, then costs many extra steps.) Penalties have shape ``(batch, n_terms)`` and are positive whichever direction
 the solve runs in. Everything follows the input tensor's device and dtype.
 """
 from __future__ import annotations
@@ -220,13 +222,14 @@ def odeint_with_penalties(dynamics: RegularisedDynamics, y0, t, *, adjoint: bool
     if dynamics.needs_noise:
         dynamics.draw_noise(z0, generator)
     r0 = z0.new_zeros(z0.shape[0], len(dynamics.terms))
-    if not control_penalties:
+    if not control_penalties and not adjoint:
         n_controlled = sum(p.numel() for p in parts)
         options["norm"] = lambda x: rms_norm(x[:n_controlled])
     kw = dict(rtol=rtol, atol=atol, method=method, options=options, stats=stats)
     if adjoint:
-        # odeint_adjoint would copy the forward options (and our norm callable) to the backward
-        # solve, whose error norm is its own business; default to its standard settings.
+        # odeint_adjoint's forward solve does not (yet) pass options["norm"] on to the
+        # integrator, so there the penalties are error-controlled like the rest of the state.
+        # Its backward solve gets its own (default) options, not a copy of the forward ones.
         kw["adjoint_options"] = {} if adjoint_options is None else adjoint_options
         out = odeint_adjoint(dynamics, parts + (r0,), t, **kw)
     else:

@@ -98,8 +98,7 @@ class _BacksolveAdjoint(torch.autograd.Function):
         ctx.settings = s
         times = solution.t if s.event_fn is not None else t
         ctx.save_for_backward(times, solution.ys)   # outputs only: memory flat in the steps
-        if s.event_fn is not None:
-            ctx.mark_non_differentiable(solution.event_t)
+        if s.event_fn is not None:   # event_t's own gradient comes from odeint_event
             return solution.event_t, solution.ys
         return solution.ys
 

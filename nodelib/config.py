@@ -158,7 +158,9 @@ def _non_negative(name, value) -> float:
 def _times(name, values) -> tuple[float, ...]:
     if values is None:
         return ()
-    values = torch.as_tensor(values).detach().reshape(-1).cpu().double().tolist()
+    if not isinstance(values, torch.Tensor):   # Python numbers keep their float64 precision
+        values = torch.as_tensor(values, dtype=torch.float64)
+    values = values.detach().reshape(-1).cpu().double().tolist()
     if not all(math.isfinite(v) for v in values):
         raise ValueError(f"options[{name!r}] must hold finite times")
     return tuple(sorted(set(values)))

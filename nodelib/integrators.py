@@ -220,7 +220,9 @@ def adaptive(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
             h = t1 - t
             if callbacks is not None:
                 callbacks.step(t, y, h)
-            y1, ks = rk_step(func, t, y, f0, h, tableau, time)
+            # a step ending on a jump of f evaluates its last stages just before the jump
+            y1, ks = rk_step(func, t, y, f0, h, tableau, time,
+                             end_time=_nudge(time(t1), t) if jump else None)
             nfe += tableau.stages - 1
             n_steps += 1
             with torch.no_grad():
@@ -279,7 +281,7 @@ class _Landmarks:
         """The end of the step from t, moved onto the next landmark inside it, if any."""
         if self.marks:
             s, jump = self.marks[0]
-            if (s - t) / h < 1.0:
+            if (s - t) / h <= 1.0:
                 return s, jump
         return t1, False
 

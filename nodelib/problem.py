@@ -157,10 +157,11 @@ def warn_unsupported_callbacks(func, adaptive: bool, method: str) -> None:
     """A fixed-step method never accepts or rejects: say so, as torchdiffeq does."""
     if adaptive:
         return
-    for name in ("callback_accept_step", "callback_reject_step"):
-        if callable(getattr(func, name, None)):
-            warnings.warn(f"method {method!r} takes fixed steps and never calls {name}",
-                          stacklevel=3)
+    names = [n for n in ("callback_accept_step", "callback_reject_step")
+             if callable(getattr(func, n, None))]
+    if names:
+        warnings.warn(f"method {method!r} takes fixed steps and never calls "
+                      f"{' or '.join(names)}", stacklevel=3)
 
 
 @dataclass

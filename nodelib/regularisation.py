@@ -22,7 +22,9 @@ solver settings). :func:`steer_end_time` draws STEER's random end time.
 By default the penalty components are left out of the adaptive solver's error control
 (``control_penalties=False``): they never feed back into the dynamics, so controlling their error
 would only add steps, and the steps taken are then exactly those of the unregularised solve of
-the same field. Penalties have shape ``(batch, n_terms)`` and are positive whichever direction
+the same field. (Backprop solves only: ``odeint_adjoint`` does not yet use a custom forward norm,
+so with ``adjoint=True`` the penalties are controlled too; a non-smooth integrand, such as the
+Jacobian norm of a ReLU field, then costs many extra steps.) Penalties have shape ``(batch, n_terms)`` and are positive whichever direction
 the solve runs in. Everything follows the input tensor's device and dtype.
 """
 from __future__ import annotations
@@ -209,21 +211,25 @@ def odeint_with_penalties(dynamics: RegularisedDynamics, y0, t, *, adjoint: bool
         raise ValueError(f"y0 must be {'z0' if expected == 1 else '(z0, logp0)'} for "
                          f"trace={dynamics.trace!r}, got {len(parts)} tensors")
     z0 = parts[0]
-    t = torch.as_tensor(t).to(device=z0.device, dtype=z0.dtype)
+    # times given as Python floats go straight to z0's dtype (a float32 detour would move an end
+    # time such as 0.8 by ~1e-8, visible in float64)
+    t = (t.to(device=z0.device, dtype=z0.dtype) if isinstance(t, torch.Tensor)
+         else torch.as_tensor(t, device=z0.device, dtype=z0.dtype))
+    options = dict(options or {})
+    if not control_penalties and "norm" in options:
+        raise ValueError("options['norm'] and control_penalties=False both set the error "
+                         "norm; pass control_penalties=True to use your own norm")
     if dynamics.needs_noise:
         dynamics.draw_noise(z0, generator)
     r0 = z0.new_zeros(z0.shape[0], len(dynamics.terms))
-    options = dict(options or {})
-    if not control_penalties:
-        if "norm" in options:
-            raise ValueError("options['norm'] and control_penalties=False both set the error "
-                             "norm; pass control_penalties=True to use your own norm")
+    if not control_penalties and not adjoint:
         n_controlled = sum(p.numel() for p in parts)
         options["norm"] = lambda x: rms_norm(x[:n_controlled])
     kw = dict(rtol=rtol, atol=atol, method=method, options=options, stats=stats)
     if adjoint:
-        # odeint_adjoint would copy the forward options (and our norm callable) to the backward
-        # solve, whose error norm is its own business; default to its standard settings.
+        # odeint_adjoint's forward solve does not (yet) pass options["norm"] on to the
+        # integrator, so there the penalties are error-controlled like the rest of the state.
+        # Its backward solve gets its own (default) options, not a copy of the forward ones.
         kw["adjoint_options"] = {} if adjoint_options is None else adjoint_options
         out = odeint_adjoint(dynamics, parts + (r0,), t, **kw)
     else:

@@ -26,12 +26,18 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import sync_colab  # noqa: E402  (tools/ is not a package)
+from browser_check import RAW_PROGRESS, raw_progress_lines  # noqa: E402
 
 NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))
 ALLOWED_THIRD_PARTY = {"torch", "numpy", "scipy", "matplotlib", "sympy", "sklearn", "tqdm",
                        "nodelib", "IPython"}
 STDLIB = set(sys.stdlib_module_names)
 SETUP_MARKER = "# --- setup (stamped by tools/sync_colab.py) ---"
+# Code lines are at most this long: the book's column at a 1400 px window holds about 87
+# characters of code, about 79 inside an admonition or a solution dropdown (measured by
+# tools/browser_check.py); 79 is also PEP 8's limit. No exceptions: the one line that used to need
+# one, the setup cell's install URL, is split by tools/sync_colab.py.
+MAX_CODE_LINE = 79
 
 
 # --------------------------------------------------------------------------- helpers
@@ -253,6 +259,127 @@ def test_committed_with_outputs(nb_path):
     assert any(c.outputs for c in cells), "notebook is committed without outputs"
     errors = [i for i, c in enumerate(cells) if any(o.output_type == "error" for o in c.outputs)]
     assert not errors, f"code cells {errors} are committed with an error output"
+
+
+def output_texts(cell):
+    """The text a code cell's outputs show: streams, and every text/* representation."""
+    for output in cell.get("outputs", []):
+        if output.output_type == "stream":
+            yield output.text
+        for mime, value in output.get("data", {}).items():
+            if mime.startswith("text/") or mime == "application/vnd.jupyter.widget-view+json":
+                yield value if isinstance(value, str) else str(value)
+
+
+@nb_params
+def test_no_raw_progress_bar_in_outputs(nb_path):
+    """A progress bar run headless leaves tqdm fragments in the outputs, which the book shows as
+    text; chapters use nodelib.progress, which prints one summary line there instead."""
+    bad = []
+    for i, cell in enumerate(code_cells(read(nb_path))):
+        lines = [line for text in output_texts(cell) for line in raw_progress_lines(text)]
+        if lines:
+            bad.append(f"code cell {i}: {len(lines)} line(s) of raw progress text, "
+                       f"e.g. {lines[0][:70]!r}")
+    assert not bad, ("use `from nodelib import progress` instead of tqdm and re-execute:\n"
+                     + "\n".join(bad))
+
+
+def fenced_code_lines(markdown: str) -> list[str]:
+    """Lines inside fenced code blocks (```python, ```, ~~~) of a markdown cell. Directive fences
+    (```{exercise}, :::{solution}) are containers, not code: their bodies are searched too."""
+    fence = re.compile(r"^\s*(`{3,}|~{3,}|:{3,})\s*(\S*)")
+    stack: list[tuple[str, bool]] = []  # (fence, is_code)
+    lines = []
+    for line in markdown.split("\n"):
+        m = fence.match(line)
+        closes = (m is not None and not m.group(2) and bool(stack)
+                  and m.group(1)[0] == stack[-1][0][0] and len(m.group(1)) >= len(stack[-1][0]))
+        if stack and stack[-1][1]:  # inside code: everything but the closing fence is code
+            if closes:
+                stack.pop()
+            else:
+                lines.append(line)
+        elif closes:
+            stack.pop()
+        elif m:
+            stack.append((m.group(1), m.group(1)[0] != ":" and not m.group(2).startswith("{")))
+    return lines
+
+
+def test_fenced_code_lines_helper():
+    md = ("text\n```python\ncode 1\n```\n:::{solution} ex\n:class: dropdown\n"
+          "~~~\ncode 2\n~~~\nprose\n:::\n````{exercise}\n```\ncode 3\n```\n````\n")
+    assert fenced_code_lines(md) == ["code 1", "code 2", "code 3"]
+
+
+@nb_params
+def test_code_lines_fit_the_column(nb_path):
+    long = [f"code cell {i}, line {n}: {len(line)} chars: {line[:60]!r}..."
+            for i, cell in enumerate(code_cells(read(nb_path)))
+            for n, line in enumerate(cell.source.split("\n"), start=1)
+            if len(line) > MAX_CODE_LINE]
+    assert not long, (f"{len(long)} code line(s) longer than {MAX_CODE_LINE} characters "
+                      f"(the setup cell: run tools/sync_colab.py):\n" + "\n".join(long))
+
+
+@nb_params
+def test_markdown_code_lines_fit_the_column(nb_path):
+    """Code shown in the prose (fenced blocks, e.g. in solutions) obeys the same limit."""
+    nb = read(nb_path)
+    long = [f"markdown cell {i}: {len(line)} chars: {line[:60]!r}..."
+            for i, cell in enumerate(nb.cells) if cell.cell_type == "markdown"
+            for line in fenced_code_lines(cell.source) if len(line) > MAX_CODE_LINE]
+    assert not long, (f"{len(long)} fenced code line(s) longer than {MAX_CODE_LINE} "
+                      f"characters:\n" + "\n".join(long))
+
+
+def test_raw_progress_pattern_catches_real_tqdm_output():
+    """RAW_PROGRESS (shared with tools/browser_check.py) against what tqdm really writes, and
+    against prose and nodelib.progress's summary line, which it must not match."""
+    import io
+    import warnings
+
+    from tqdm import TqdmWarning, tqdm
+
+    def fragments(**kwargs) -> list[str]:
+        sink = io.StringIO()
+        bar = tqdm(file=sink, mininterval=0, miniters=1, **kwargs)
+        for _ in range(kwargs.get("total") or 3):
+            bar.update()
+            bar.set_postfix(loss=0.125)
+        bar.close()
+        return [f for f in re.split(r"[\r\n]+", sink.getvalue()) if f.strip()]
+
+    drawn = (fragments(total=6, desc="plain") + fragments(total=None, desc="no total")
+             + fragments(total=2000, unit_scale=True) + fragments(total=3, ascii=True, ncols=60))
+    assert len(drawn) >= 10
+    missed = [f for f in drawn if not RAW_PROGRESS.search(f)]
+    assert not missed, missed
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.warn("IProgress not found. Please update jupyter and ipywidgets.", TqdmWarning)
+    shown = warnings.formatwarning(caught[0].message, caught[0].category, "auto.py", 21)
+    assert RAW_PROGRESS.search(shown)
+
+    prose = ["50% of the steps were rejected", "a 3/6 split [see below]", "about 30 it/s",
+             "it took 1.2 s/it on two cores", "| 50% | 3/6 |", "elapsed [00:01, 00:02]",
+             "train: 200/200 in 12.3 s (loss=0.0123)", "density matching: 3600/3600 in 95.1 s"]
+    assert [p for p in prose if RAW_PROGRESS.search(p)] == []
+
+
+def test_setup_cell_fits_the_column_even_for_a_long_repository_url():
+    import dataclasses
+
+    cfg = sync_colab.read_config(ROOT)
+    long_cfg = dataclasses.replace(
+        cfg, repository_url="https://github.com/" + "o" * 50 + "/" + "r" * 60, branch="b" * 30)
+    for c in (cfg, long_cfg):
+        source = sync_colab.setup_source(c)
+        assert max(len(line) for line in source.split("\n")) <= MAX_CODE_LINE
+        defaults = [node.args[1].value for node in ast.walk(ast.parse(source))
+                    if isinstance(node, ast.Call) and ast.unparse(node.func) == "os.environ.get"]
+        assert defaults == [c.install_source]  # the split literal is still the one URL
 
 
 # --------------------------------------------------------------------------- tools/sync_colab.py

@@ -13,12 +13,26 @@ chapters, bibliography) it checks that
 - no request left localhost (the book must work offline: MathJax, fonts and images are local);
 - on chapter pages, the "Open in Colab" badge and the Colab launch button both point at
   ``https://colab.research.google.com/github/<org>/<repo>/blob/<branch>/chapters/<notebook>.ipynb``,
-  with org/repo/branch read from ``_config.yml``.
+  with org/repo/branch read from ``_config.yml``;
+- no raw progress-bar text is shown (tqdm fragments such as ``0%|``, ``| 0/6 [00:00<?, ?it/s]``,
+  ``TqdmWarning: IProgress not found``): chapters print one summary line per loop through
+  ``nodelib.progress`` instead (``RAW_PROGRESS`` below; ``tests/test_book.py`` runs the same pattern
+  over the notebooks' committed outputs);
+- no display equation is wider than the column (cut off by the theme's ``overflow: hidden`` or
+  scrolled inside its MathJax container).
 
-It saves a full-page screenshot of the first chapter under ``_build/html/_screenshots/``, prints a
-per-page summary table, and exits non-zero on any failure.
+It also counts the code blocks that scroll sideways (``scrollWidth > clientWidth``): code cells and
+code in the prose ("code" column, a failure when more than ``--max-wide-code`` per page, default
+0: chapter code lines are at most 79 characters, see tests/test_book.py, and the column holds
+more) and cell outputs ("output" column, reported only). Collapsed content (hidden cells,
+solution dropdowns) is expanded for these measurements and collapsed again afterwards.
+
+The browser window is 1400 x 900 px unless ``--width``/``--height`` say otherwise. It saves a
+full-page screenshot of the first chapter under ``_build/html/_screenshots/``, prints a per-page
+summary table, and exits non-zero on any failure.
 
 Usage: python tools/browser_check.py [--html _build/html] [--screenshot-page chapters/01_...]
+                                     [--width 1400] [--max-wide-code 0] [--details]
 """
 
 from __future__ import annotations
@@ -40,9 +54,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.support.ui import WebDriverWait
+
+# Selenium is imported where the browser starts, so that tests/test_book.py can import the patterns
+# below without it.
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -106,6 +120,79 @@ return {
 
 RAW_MATH = re.compile(r"\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{")
 
+# Raw tqdm output: what a progress bar leaves in a notebook executed headless. Each alternative is
+# a piece of tqdm's own format "{desc}: {pct}%|{bar}| {n}/{total} [{elapsed}<{remaining}, {rate}]"
+# or one of its warnings, so prose such as "50% of the steps" or "a 3/6 split" does not match.
+RAW_PROGRESS = re.compile(r"""
+    \d{1,3}%\|                                            # "  0%|", "100%|" (left of the bar)
+  | \|\s*\d+(?:\.\d+)?[kMGTP]?/(?:\d+(?:\.\d+)?[kMGTP]?|\?)\s\[  # "| 0/6 [" (right of the bar)
+  | \[\d+:\d\d(?::\d\d)?<(?:\d+:\d\d(?::\d\d)?|\?)            # "[00:00<?", "[00:01<00:03"
+  | (?:\?|\d(?:\.\d+)?[kMGTP]?)(?:it|s)/(?:s|it)(?=[,\]])     # "?it/s]", "30.05it/s,", "1.2s/it]"
+  | IProgress\ not\ found | \bTqdm[A-Za-z]*Warning\b          # tqdm.auto without ipywidgets
+""", re.VERBOSE)
+
+
+def raw_progress_lines(text: str) -> list[str]:
+    """The lines (split at newlines and carriage returns) of ``text`` that show raw tqdm output."""
+    return [line.strip() for line in re.split(r"[\r\n]+", text) if RAW_PROGRESS.search(line)]
+
+
+# Runs in the page after INSPECT_JS: what is wider than the column. Collapsed content (hidden setup
+# cells, solution dropdowns) is opened for the measurement and closed again afterwards.
+LAYOUT_JS = """
+const article = document.querySelector('article') || document.querySelector('main') || document.body;
+const closed = Array.from(article.querySelectorAll('details:not([open])'));
+closed.forEach(d => { d.open = true; });
+const toggled = Array.from(article.querySelectorAll('.toggle-hidden'));
+toggled.forEach(n => n.classList.remove('toggle-hidden'));
+const SLACK = 1;  // px of sub-pixel rounding
+const shown = n => n.getClientRects().length > 0;
+function where(node) {  // the enclosing admonition's title (solutions, proofs), else the section
+  const clean = t => t.replace(/[#\\u00b6]/g, '').replace(/\\s+/g, ' ').trim().slice(0, 50);
+  const box = node.closest('.admonition, .proof, .exercise, .solution');
+  const title = box && box.querySelector('.admonition-title, .proof-title, p.admonition-title');
+  if (title && clean(title.textContent)) return clean(title.textContent);
+  const section = node.closest('section');
+  const heading = section && section.querySelector('h1, h2, h3, h4, h5');
+  return heading ? clean(heading.textContent) : '';
+}
+function texOf(node) {
+  try {
+    const items = MathJax.startup.document.getMathItemsWithin(node);
+    if (items.length) return String(items[0].math).replace(/\\s+/g, ' ').trim().slice(0, 70);
+  } catch (e) { /* fall back to the text */ }
+  return node.textContent.replace(/\\s+/g, ' ').trim().slice(0, 70);
+}
+const math = [];
+article.querySelectorAll('mjx-container[display="true"]').forEach(c => {
+  if (!shown(c)) return;
+  const content = c.querySelector(':scope > mjx-math') || c;
+  const box = c.closest('div.math') || c.parentElement;
+  const need = content.getBoundingClientRect().width;
+  const have = Math.min(c.clientWidth, box.clientWidth);
+  const wide = need > have + SLACK || c.scrollWidth > c.clientWidth + SLACK
+               || box.scrollWidth > box.clientWidth + SLACK;
+  math.push({wide: wide, where: where(c), tex: wide ? texOf(c) : '',
+             need: Math.round(need), have: Math.round(have)});
+});
+const code = [], output = [];
+article.querySelectorAll('pre').forEach(pre => {
+  if (!shown(pre)) return;
+  const lines = pre.textContent.split('\\n');
+  const longest = lines.reduce((a, b) => (b.length > a.length ? b : a), '');
+  const rec = {wide: pre.scrollWidth > pre.clientWidth + SLACK, where: where(pre),
+               chars: longest.length, line: longest.trim().slice(0, 60),
+               over: pre.scrollWidth - pre.clientWidth, width: pre.clientWidth};
+  (pre.closest('.cell_output') ? output : code).push(rec);
+});
+const outputsText = Array.from(article.querySelectorAll('.cell_output'))
+  .map(n => n.textContent).join('\\n');
+const column = (document.querySelector('.bd-article') || article).getBoundingClientRect().width;
+closed.forEach(d => { d.open = false; });
+toggled.forEach(n => n.classList.add('toggle-hidden'));
+return {math: math, code: code, output: output, outputsText: outputsText, column: Math.round(column)};
+"""
+
 
 @dataclass
 class PageResult:
@@ -116,6 +203,11 @@ class PageResult:
     console: int = 0
     colab: str = "-"
     external: int = 0
+    progress: int = 0
+    wide_math: str = "-"
+    wide_code: str = "-"
+    wide_output: str = "-"
+    details: list[str] = field(default_factory=list)  # reported, not failures
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -186,7 +278,10 @@ def serve(directory: Path) -> tuple[ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def start_browser(profile_dir: str, width: int = 1280, height: int = 900) -> webdriver.Chrome:
+def start_browser(profile_dir: str, width: int = 1400, height: int = 900):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -233,7 +328,10 @@ def full_page_screenshot(driver, path: Path, tile_height: int = 12000) -> list[P
 
 
 # --------------------------------------------------------------------------- the checks
-def check_page(driver, base: str, docname: str, facts: dict, is_chapter: bool) -> PageResult:
+def check_page(driver, base: str, docname: str, facts: dict, is_chapter: bool,
+               max_wide_code: int = 0) -> PageResult:
+    from selenium.webdriver.support.ui import WebDriverWait
+
     result = PageResult(docname)
     url = f"{base}/{docname}.html"
     try:
@@ -258,6 +356,7 @@ def check_page(driver, base: str, docname: str, facts: dict, is_chapter: bool) -
     except Exception:  # noqa: BLE001 - reported below as unloaded images
         pass
     info = driver.execute_script(INSPECT_JS)
+    layout = driver.execute_script(LAYOUT_JS)
     time.sleep(0.2)  # let late console messages arrive
 
     # loads
@@ -300,6 +399,29 @@ def check_page(driver, base: str, docname: str, facts: dict, is_chapter: bool) -
     for u in external:
         result.failures.append(f"request left localhost: {u}")
 
+    # progress bars: raw tqdm text in the prose or in any cell output
+    progress = raw_progress_lines(info["prose"]) + raw_progress_lines(layout["outputsText"])
+    result.progress = len(progress)
+    if progress:
+        examples = "; ".join(repr(line[:60]) for line in progress[:3])
+        result.failures.append(f"{len(progress)} line(s) of raw progress-bar text, e.g. {examples}")
+
+    # width: display math must fit the column; code blocks that scroll sideways are counted
+    wide_math = [m for m in layout["math"] if m["wide"]]
+    result.wide_math = f"{len(wide_math)}/{len(layout['math'])}"
+    for m in wide_math:
+        result.failures.append(f"display math wider than the column ({m['need']} > {m['have']} px) "
+                               f"in '{m['where']}': {m['tex']}")
+    for kind, blocks in (("code", layout["code"]), ("output", layout["output"])):
+        wide = [b for b in blocks if b["wide"]]
+        setattr(result, f"wide_{kind}", f"{len(wide)}/{len(blocks)}")
+        for b in wide:
+            result.details.append(f"{kind} block scrolls by {b['over']} px ({b['chars']} chars "
+                                  f"in {b['width']} px) in '{b['where']}': {b['line']}")
+        if kind == "code" and len(wide) > max_wide_code:
+            result.failures.append(f"{len(wide)} code block(s) scroll sideways "
+                                   f"(at most {max_wide_code} allowed; see the details below)")
+
     # colab links
     if is_chapter:
         want = expected_colab(facts, docname)
@@ -317,8 +439,10 @@ def check_page(driver, base: str, docname: str, facts: dict, is_chapter: bool) -
 
 
 def print_table(results: list[PageResult]) -> None:
-    headers = ["page", "HTTP", "math", "images", "console SEVERE", "external req", "Colab links", "result"]
+    headers = ["page", "HTTP", "math", "images", "console SEVERE", "external req", "Colab links",
+               "raw progress", "wide math", "wide code", "wide output", "result"]
     rows = [[r.page, r.status, r.math, r.images, str(r.console), str(r.external), r.colab,
+             str(r.progress), r.wide_math, r.wide_code, r.wide_output,
              "PASS" if r.ok else "FAIL"] for r in results]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
@@ -333,6 +457,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--html", type=Path, default=ROOT / "_build" / "html")
     parser.add_argument("--screenshot-page", default=None,
                         help="docname to screenshot (default: the first chapter in _toc.yml)")
+    parser.add_argument("--width", type=int, default=1400, help="browser window width in px")
+    parser.add_argument("--height", type=int, default=900, help="browser window height in px")
+    parser.add_argument("--max-wide-code", type=int, default=0,
+                        help="code blocks per page allowed to scroll sideways (default 0)")
+    parser.add_argument("--details", action="store_true",
+                        help="list every code and output block that scrolls sideways")
     args = parser.parse_args(argv)
 
     html = args.html.resolve()
@@ -351,13 +481,15 @@ def main(argv: list[str] | None = None) -> int:
 
     server, base = serve(html)
     profile = tempfile.mkdtemp(prefix="browser-check-profile-")
-    driver = start_browser(profile)
+    driver = start_browser(profile, args.width, args.height)
     results: list[PageResult] = []
     try:
-        print(f"Chromium {driver.capabilities.get('browserVersion')} on {base} ({html})\n")
+        print(f"Chromium {driver.capabilities.get('browserVersion')} on {base} ({html}), "
+              f"window {args.width}x{args.height} px\n")
         for page in pages:
             try:
-                results.append(check_page(driver, base, page, facts, page in chapters))
+                results.append(check_page(driver, base, page, facts, page in chapters,
+                                          args.max_wide_code))
             except Exception as exc:  # noqa: BLE001 - one broken page must not hide the others
                 r = PageResult(page, status="error")
                 r.failures.append(f"{type(exc).__name__}: {exc}".splitlines()[0])
@@ -372,6 +504,10 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print_table(results)
+    if args.details:
+        for r in results:
+            for d in r.details:
+                print(f"  {r.page}: {d}")
     failures = [(r.page, f) for r in results for f in r.failures]
     if failures:
         print(f"\n{len(failures)} problem(s):")

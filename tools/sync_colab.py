@@ -99,15 +99,34 @@ def badge_markdown(cfg: BookConfig, notebook: Path, book_root: Path = ROOT) -> s
     return f"[![{BADGE_ALT}]({rel_image.as_posix()})]({cfg.colab_link(notebook, book_root)})"
 
 
+# Notebook code lines are at most this long (tests/test_book.py checks every code cell, this one too).
+MAX_CODE_LINE = 79
+
+
+def _string_literal_lines(text: str, indent: int, closing: str = "") -> str:
+    """``text`` as a Python string literal, split into adjacent literals (which Python joins) on
+    lines of ``indent`` spaces so that none, with ``closing`` after the last, exceeds MAX_CODE_LINE."""
+    width = max(MAX_CODE_LINE - indent - 2 - len(closing), 8)
+    pieces = [text[i:i + width] for i in range(0, len(text), width)] or [""]
+    lines = [" " * indent + '"' + piece + '"' for piece in pieces]
+    lines[-1] += closing
+    return "\n".join(lines)
+
+
 def setup_source(cfg: BookConfig) -> str:
-    """The canonical setup cell."""
+    """The canonical setup cell (every line at most MAX_CODE_LINE characters)."""
+    default = _string_literal_lines(cfg.install_source, indent=8, closing=")")
     return f'''{SETUP_MARKER}
-# Installs nodelib only if it is missing (e.g. on Colab), picks the device, seeds every RNG.
+# Installs nodelib only if it is missing (e.g. on Colab), picks the device,
+# seeds every RNG.
 import importlib.util, os, subprocess, sys
 
 if importlib.util.find_spec("nodelib") is None:
-    NODELIB_SOURCE = os.environ.get("NODELIB_SOURCE", "{cfg.install_source}")
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", NODELIB_SOURCE])
+    NODELIB_SOURCE = os.environ.get(
+        "NODELIB_SOURCE",
+{default}
+    subprocess.check_call(
+        [sys.executable, "-m", "pip", "install", "-q", NODELIB_SOURCE])
     importlib.invalidate_caches()
 
 import random

@@ -2,24 +2,32 @@
 
     from nodelib import odeint, odeint_adjoint, SolverStats
 
-Data flows one way: Butcher tableaux → one Runge–Kutta stepper → fixed-grid and adaptive
-integrators → ``odeint`` (backprop through the solver) and ``odeint_adjoint`` (the continuous
-adjoint, Algorithm 2 of Chen et al. 2018).
+Data flows one way: problem + options → a frozen config (:mod:`nodelib.config`) → Butcher
+tableaux → one Runge–Kutta stepper → a step-size controller object → fixed-grid and adaptive
+integrators returning a :class:`Solution` → ``odeint`` (backprop through the solver),
+``odeint_adjoint`` (adjoint strategies; ``"backsolve"`` is Algorithm 2 of Chen et al. 2018) and
+events → models, which share one gradient switch (:mod:`nodelib.gradients`).
 """
-from .adjoint import odeint_adjoint
+from .adjoint import STRATEGIES, odeint_adjoint
+from .control import IController, PIController, PIDController, StepSizeController
 from .errors import MaxStepsExceededError, NonFiniteError, ODESolverError, StepSizeUnderflowError
-from .odeint import odeint
+from .events import odeint_event
+from .gradients import GRADIENTS, solve_with_gradient
+from .odeint import odeint, odesolve
+from .solution import Solution
 from .stats import PassStats, SolverStats, StepRecord
 from .tableaux import ADAPTIVE_METHODS, FIXED_STEP_METHODS, TABLEAUX, ButcherTableau
 
 METHODS = tuple(TABLEAUX)
 
 __all__ = [
-    "odeint", "odeint_adjoint", "SolverStats", "PassStats", "StepRecord", "METHODS",
-    "TABLEAUX", "FIXED_STEP_METHODS", "ADAPTIVE_METHODS", "ButcherTableau", "ODESolverError",
-    "StepSizeUnderflowError", "MaxStepsExceededError", "NonFiniteError",
+    "odeint", "odeint_adjoint", "odesolve", "odeint_event", "Solution", "SolverStats",
+    "PassStats", "StepRecord", "METHODS", "TABLEAUX", "FIXED_STEP_METHODS", "ADAPTIVE_METHODS",
+    "ButcherTableau", "ODESolverError", "StepSizeUnderflowError", "MaxStepsExceededError",
+    "NonFiniteError", "StepSizeController", "IController", "PIController", "PIDController",
+    "STRATEGIES", "GRADIENTS", "solve_with_gradient",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .layers import ConcatConv2d, ConvField, MLPField, ODEBlock, ResidualBlock  # noqa: E402
 

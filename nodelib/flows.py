@@ -22,8 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .adjoint import odeint_adjoint
-from .odeint import odeint
+from .gradients import gradient_mode, solve_with_gradient
 from .stats import SolverStats
 
 TRACE_METHODS = ("exact", "hutchinson", "closed_form")
@@ -245,12 +244,10 @@ class CNF(nn.Module):
         if self.dynamics.trace == "hutchinson":
             self.dynamics.draw_noise(z, generator)
         self.stats = SolverStats()
-        kw = dict(rtol=self.rtol, atol=self.atol, method=self.method, options=self.options,
-                  stats=self.stats)
-        if self.adjoint:
-            return odeint_adjoint(self.dynamics, (z, logp), t,
-                                  adjoint_options=self.adjoint_options, **kw)
-        return odeint(self.dynamics, (z, logp), t, **kw)
+        return solve_with_gradient(
+            self.dynamics, (z, logp), t, gradient=gradient_mode(self.adjoint), rtol=self.rtol,
+            atol=self.atol, method=self.method, options=self.options,
+            adjoint_options=self.adjoint_options, stats=self.stats)
 
     def forward(self, z0: torch.Tensor, logp0: torch.Tensor | None = None):
         """Push base points to ``t1``: ``(z(t1), log p(z(t1)))``; ``logp0`` defaults to the base

@@ -1,27 +1,30 @@
 """Integrators: march a tableau's steps across the output times.
 
-* :func:`fixed_grid` — steps of ``options["step_size"]`` (or one step per output interval), with
-  the output times inserted into the grid so outputs are exact step results, not interpolations.
-* :func:`adaptive` — embedded error estimate, mixed RMS norm, PI controller, Hairer's first step
-  and dense output; one host sync per step (the accept/reject decision).
+* :func:`fixed_grid` — steps on a grid (``step_size``, a ``grid_constructor``, or one step per
+  output interval); output times are grid points or are interpolated (cubic Hermite).
+* :func:`adaptive` — embedded error estimate, a controller object (:mod:`nodelib.control`) and
+  the tableau's dense output; one host sync per step (the accept/reject decision).
 
-Both return the states at every output time stacked on a new leading dimension (index 0 is y0).
+Both feed every accepted step to the same output-time loop (:class:`_OutputTimes`), or, in event
+mode, to an :class:`~nodelib.events.EventLocator`, and return a :class:`~nodelib.Solution`.
 Times are Python floats here: the step-size arithmetic never touches the device.
 """
 from __future__ import annotations
 
+import itertools
 import math
 
+import numpy as np
 import torch
 
-from .control import PIController, initial_step, rms_norm, scaled_error
+from .config import DEFAULT_MAX_NUM_STEPS, SolveConfig
 from .errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowError
-from .interpolation import dense_output
+from .interpolation import CUBIC_HERMITE, interpolate
+from .solution import Solution
 from .stats import PassStats, StepRecord
 from .stepper import error_estimate, rk_step
-from .tableaux import ButcherTableau
 
-DEFAULT_MAX_NUM_STEPS = 100_000
+_LINEAR = np.array([[1.0]])   # y0 + θ (y1 - y0), on the single slope (y1 - y0)/h
 
 
 def time_factory(like: torch.Tensor):
@@ -30,79 +33,135 @@ def time_factory(like: torch.Tensor):
     return lambda value: torch.full((), value, dtype=dtype, device=device)
 
 
-def fixed_grid(func, y0: torch.Tensor, times: list[float], tableau: ButcherTableau, *,
-               options: dict, stats: PassStats | None, **_) -> torch.Tensor:
-    """Steps of ``options["step_size"]`` from t0 (the last one shortened to end on t[-1]);
-    without it, one step per output interval. Outputs that fall between grid points come from
-    cubic Hermite interpolation (error O(h⁴), below that of the methods up to rk4), so asking
-    for many outputs never adds steps."""
-    time = time_factory(y0)
-    grid = _fixed_grid(times, options.get("step_size"))
-    outputs, y, t, f = [y0.unsqueeze(0)], y0, times[0], None
-    next_out, nfe = 1, 0
-    record = stats is not None
-    for t1 in grid:
-        h = t1 - t
-        if f is None:
-            f = func(time(t), y)
-            nfe += 1
-        y1, _ = rk_step(func, t, y, f, h, tableau, time)
-        nfe += tableau.stages - 1
-        if record:
-            stats.trace.append(StepRecord(t, h, math.nan, True))
-        last = next_out
-        while last < len(times) and _strictly_before(times[last], t1, h):
+class _OutputTimes:
+    """Collects the states at the output times as the accepted steps pass them.
+
+    An output time strictly inside a step is interpolated; one on the step's end (within
+    ``snap·|h|``) takes the step's result itself. All outputs inside one step cost one call of
+    the step's interpolant, whatever their number."""
+
+    def __init__(self, times: list[float], y0: torch.Tensor, snap: float):
+        self.times, self.snap = times, snap
+        self.parts, self.next = [y0.unsqueeze(0)], 1
+
+    @property
+    def done(self) -> bool:
+        return self.next >= len(self.times)
+
+    def after_step(self, t0: float, t1: float, y1: torch.Tensor, interpolant) -> None:
+        times, h, last = self.times, t1 - t0, self.next
+        while last < len(times) and (t1 - times[last]) / h > self.snap:
             last += 1
-        f1 = None
-        if last > next_out:       # outputs inside this step: interpolate
-            f1 = func(time(t1), y1)
-            nfe += 1
-            thetas = [(times[j] - t) / h for j in range(next_out, last)]
-            outputs.append(hermite(y, f, y1, f1, h, thetas))
-        if last < len(times) and abs(times[last] - t1) <= 1e-9 * abs(h):
-            outputs.append(y1.unsqueeze(0))
+        if last > self.next:
+            self.parts.append(interpolant([(times[j] - t0) / h for j in range(self.next, last)]))
+        if last < len(times) and abs(times[last] - t1) <= self.snap * abs(h):
+            self.parts.append(y1.unsqueeze(0))
             last += 1
-        next_out = last
-        t, y, f = t1, y1, f1
-    if record:
+        self.next = last
+
+    def stacked(self) -> torch.Tensor:
+        return torch.cat(self.parts)
+
+
+def fixed_grid(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
+               stats: PassStats, *, callbacks=None, event=None, record_trace: bool = False,
+               **_) -> Solution:
+    """Steps on the grid of :func:`_grid`. Outputs between grid points come from cubic Hermite
+    interpolation (error O(h⁴), below that of the methods up to rk4), so asking for many outputs
+    never adds steps. ``options["perturb"]`` evaluates f just after each grid point and just
+    before the next, so a jump of f at a grid point is seen from the correct side."""
+    time, tableau = time_factory(y0), config.tableau
+    outputs = _OutputTimes(times, y0, snap=1e-9)
+    solution = Solution(t=None, ys=None, stats=stats)
+    y, t, f = y0, times[0], None
+    nfe = 0
+    try:
+        for t1 in _grid(func, y0, times, config, event is not None):
+            h = t1 - t
+            if callbacks is not None:
+                callbacks.step(t, y, h)
+            if f is None:
+                f = func(_nudge(time(t), t1) if config.perturb else time(t), y)
+                nfe += 1
+            y1, ks = rk_step(func, t, y, f, h, tableau, time,
+                             end_time=_nudge(time(t1), t) if config.perturb else None)
+            nfe += tableau.stages - 1
+            if record_trace:
+                stats.trace.append(StepRecord(t, h, math.nan, True))
+            solution.step_t.append(t)
+            solution.step_h.append(h)
+            slopes = {}
+
+            def interpolant(thetas, y=y, f=f, y1=y1, t1=t1, h=h):
+                nonlocal nfe
+                if config.interp == "linear":
+                    return interpolate(y, [(y1 - y) / h], h, thetas, _LINEAR)
+                slopes["f1"] = func(time(t1), y1)
+                nfe += 1
+                return interpolate(y, [f, (y1 - y) / h, slopes["f1"]], h, thetas, CUBIC_HERMITE)
+
+            if event is not None:
+                if event.after_step(t, h, y, y1, interpolant):
+                    break
+            else:
+                outputs.after_step(t, t1, y1, interpolant)
+            # the end slope, if interpolation needed it, is the next step's first stage
+            t, y, f = t1, y1, None if config.perturb else slopes.get("f1")
+    finally:
         stats.nfe += nfe
-        stats.n_accepted += len(grid)
-    out = torch.cat(outputs)
-    _check_finite_outputs(out, times)
-    return out
+        stats.n_accepted += len(solution.step_h)
+    solution.ys = event.stacked() if event is not None else outputs.stacked()
+    if event is None:
+        _check_finite_outputs(solution.ys, times)
+    return solution
 
 
-def _strictly_before(t_out: float, t1: float, h: float) -> bool:
-    return (t1 - t_out) / h > 1e-9
+def _nudge(t: torch.Tensor, towards: float) -> torch.Tensor:
+    """The next representable time after ``t`` in the direction of ``towards``."""
+    return torch.nextafter(t, torch.full_like(t, towards))
 
 
-def _fixed_grid(times: list[float], step_size: float | None) -> list[float]:
+def _grid(func, y0, times: list[float], config: SolveConfig, unbounded: bool):
     """Grid points after t0: t0 + k·step_size, then t[-1] (a point closer than 1e-9·step to
-    t[-1] is moved onto it). Without a step size, the output times themselves."""
-    if step_size is None:
-        return list(times[1:])
-    t0, t_end = times[0], times[-1]
+    t[-1] is moved onto it); or the points of ``grid_constructor(func, y0, t)``; without either,
+    the output times themselves. ``unbounded`` (event mode): t0 + k·step_size forever."""
+    step, t0, t_end = config.step_size, times[0], times[-1]
     direction = math.copysign(1.0, t_end - t0)
-    n = int(math.floor(abs(t_end - t0) / step_size + 1e-9))
-    grid = [t0 + direction * k * step_size for k in range(1, n + 1)]
-    if grid and abs(grid[-1] - t_end) <= 1e-9 * step_size:
+    if unbounded:
+        if step is None:
+            raise ValueError("event handling with a fixed-step method needs options['step_size']")
+        return (t0 + direction * k * step for k in itertools.count(1))
+    if config.grid_constructor is not None:
+        return _constructed_grid(func, y0, times, config.grid_constructor)
+    if step is None:
+        return list(times[1:])
+    n = int(math.floor(abs(t_end - t0) / step + 1e-9))
+    grid = [t0 + direction * k * step for k in range(1, n + 1)]
+    if grid and abs(grid[-1] - t_end) <= 1e-9 * step:
         grid[-1] = t_end
     else:
         grid.append(t_end)
     return grid
 
 
-def hermite(y0, f0, y1, f1, h: float, thetas: list[float]) -> torch.Tensor:
-    """Cubic Hermite interpolation inside one step, for many θ at once: (m, *y0.shape)."""
-    weights = [[2 * th**3 - 3 * th**2 + 1, h * (th**3 - 2 * th**2 + th),
-                -2 * th**3 + 3 * th**2, h * (th**3 - th**2)] for th in thetas]
-    w = torch.tensor(weights, dtype=y0.dtype, device=y0.device)
-    basis = torch.stack([y0, f0, y1, f1]).reshape(4, -1)
-    return (w @ basis).view(len(thetas), *y0.shape)
+def _constructed_grid(func, y0, times, grid_constructor) -> list[float]:
+    t = torch.tensor(times, dtype=y0.dtype, device=y0.device)
+    grid = torch.as_tensor(grid_constructor(func, y0, t)).detach().reshape(-1).cpu().double()
+    grid = grid.tolist()
+    if len(grid) < 2 or grid[0] != times[0] or grid[-1] != times[-1]:
+        raise ValueError(f"grid_constructor must return a grid from t[0]={times[0]:.6g} to "
+                         f"t[-1]={times[-1]:.6g}; got {len(grid)} points from "
+                         f"{grid[0] if grid else None} to {grid[-1] if grid else None}")
+    steps = np.diff(grid) * math.copysign(1.0, times[-1] - times[0])
+    if not (steps > 0).all():
+        raise ValueError("grid_constructor returned a grid that is not strictly monotone in the "
+                         "direction of t")
+    return grid[1:]
 
 
 def _check_finite_outputs(out: torch.Tensor, times: list[float]) -> None:
-    finite = torch.isfinite(out.detach().reshape(len(times), -1)).all(dim=1)
+    """One check (one host sync) for the whole fixed-grid solve, naming the first bad output."""
+    finite = torch.isfinite(out.detach().reshape(len(out), -1)).all(dim=1)
     if not bool(finite.all()):
         i = int((~finite).nonzero()[0])
         raise NonFiniteError(
@@ -111,81 +170,130 @@ def _check_finite_outputs(out: torch.Tensor, times: list[float]) -> None:
             "step_size or an adaptive method)")
 
 
-def adaptive(func, y0: torch.Tensor, times: list[float], tableau: ButcherTableau, *,
-             rtol: float, atol: float, options: dict, stats: PassStats | None,
-             norm=rms_norm, step_memo: dict | None = None) -> torch.Tensor:
-    """``step_memo``: when given, its ``"h"`` (if present) is the first step, and the step size
-    proposed at the end is stored back — the adjoint's backward pass chains its intervals this
-    way instead of re-estimating a first step for each."""
-    time = time_factory(y0)
+def adaptive(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
+             stats: PassStats, *, callbacks=None, event=None, record_trace: bool = False,
+             h0: float | None = None) -> Solution:
+    """``h0``: the first step (e.g. the ``h_next`` of the solve before: the adjoint's backward
+    pass chains its intervals this way instead of re-estimating a first step for each)."""
+    time, tableau, control = time_factory(y0), config.tableau, config.controller
     t, t_end = times[0], times[-1]
     direction = math.copysign(1.0, t_end - t)
-    max_steps = int(options.get("max_num_steps", DEFAULT_MAX_NUM_STEPS))
     eps = torch.finfo(y0.dtype).eps
-    record = stats is not None
+    k = tableau.error_exponent
+    outputs = _OutputTimes(times, y0, snap=0.0)
+    solution = Solution(t=None, ys=None, stats=stats)
+    landmarks = _Landmarks(config, t, direction)
 
     f0 = func(time(t), y0)
     nfe = 1
-    if step_memo and "h" in step_memo:
-        h = direction * min(step_memo["h"], abs(t_end - t))
-    elif "first_step" in options:
-        h = direction * abs(float(options["first_step"]))
+    if h0 is not None:
+        h = direction * min(abs(h0), abs(t_end - t))
+    elif config.first_step is not None:
+        h = direction * config.first_step
     else:
-        h = direction * initial_step(func, t, y0, f0, direction, tableau.error_exponent,
-                                     rtol, atol, norm, time)
+        h = direction * control.initial_step(func, t, y0, f0, direction, k, time)
         nfe += 1
-    controller = PIController(tableau.error_exponent)
-    outputs, next_out, y = [y0.unsqueeze(0)], 1, y0
+    memory, y = control.start(), y0
     n_steps = n_accepted = 0
     ratio = 0.0
     try:
-        while next_out < len(times):
-            if n_steps >= max_steps:
+        while not (event.found if event is not None else outputs.done):
+            if n_steps >= config.max_num_steps:
                 raise MaxStepsExceededError(
-                    f"reached max_num_steps={max_steps} at t={t:.6g} before t={t_end:.6g}; the "
-                    "problem may be stiff or blow up — raise options['max_num_steps'] or loosen "
-                    "rtol/atol")
+                    f"reached max_num_steps={config.max_num_steps} at t={t:.6g} before "
+                    f"t={t_end:.6g}; the problem may be stiff or blow up — raise "
+                    "options['max_num_steps'] or loosen rtol/atol")
             if abs(h) <= 8 * eps * max(abs(t), 1.0):
                 if not math.isfinite(ratio):
                     raise NonFiniteError(
-                        f"the state or func became NaN/inf on every step tried after t={t:.17g}, "
-                        "down to the smallest step size: func may be undefined beyond this time")
+                        f"the state or func became NaN/inf on every step tried after "
+                        f"t={t:.17g}, down to the smallest step size: func may be undefined "
+                        "beyond this time")
                 raise StepSizeUnderflowError(
                     f"step size underflow at t={t:.17g}: h={abs(h):.3g} is too small to advance "
                     f"time in {y0.dtype}; the solution may blow up (finite-time singularity) or "
                     "the problem is too stiff for an explicit method")
-            if direction * (t + h - t_end) > 0:
-                h = t_end - t                               # land exactly on the final time
-            y1, ks = rk_step(func, t, y, f0, h, tableau, time)
+            t1 = t + h
+            if direction * (t1 - t_end) >= 0:
+                t1, h = t_end, t_end - t                    # land exactly on the final time
+            t1, jump = landmarks.clip(t, t1, h)
+            h = t1 - t
+            if callbacks is not None:
+                callbacks.step(t, y, h)
+            # a step ending on a jump of f evaluates its last stages just before the jump
+            y1, ks = rk_step(func, t, y, f0, h, tableau, time,
+                             end_time=_nudge(time(t1), t) if jump else None)
             nfe += tableau.stages - 1
             n_steps += 1
             with torch.no_grad():
-                ratio = norm(scaled_error(error_estimate(ks, tableau, h), y, y1, rtol, atol)).item()
-            accepted = ratio <= 1.0
-            if record:
+                ratio = control.error_ratio(error_estimate(ks, tableau, h), y, y1)
+            accepted, h_next, memory = control.adapt(ratio, h, memory, k)
+            if record_trace:
                 stats.trace.append(StepRecord(t, h, ratio, accepted))
             if accepted:
-                t1 = t + h
-                last = next_out
-                while last < len(times) and direction * (times[last] - t1) < 0:
-                    last += 1
-                if last > next_out:   # output times strictly inside this step: dense output
-                    thetas = [(times[j] - t) / h for j in range(next_out, last)]
-                    outputs.append(dense_output(y, ks, h, thetas, tableau))
-                if last < len(times) and times[last] == t1:
-                    outputs.append(y1.unsqueeze(0))
-                    last += 1
-                next_out = last
-                t, y, f0 = t1, y1, ks[-1]
+                if callbacks is not None:
+                    callbacks.accept(t, y, h)
+                if not tableau.fsal:   # the end slope: for dense output and the next step
+                    ks.append(func(time(t1), y1))
+                    nfe += 1
+                interpolant = (lambda thetas, y=y, ks=ks, h=h:
+                               interpolate(y, ks, h, thetas, tableau.dense))
+                if event is not None:
+                    event.after_step(t, h, y, y1, interpolant)
+                else:
+                    outputs.after_step(t, t1, y1, interpolant)
+                solution.step_t.append(t)
+                solution.step_h.append(h)
+                f1 = ks[-1]
+                if jump:   # f jumps here: restart from the slope on the far side
+                    f1 = func(_nudge(time(t1), t1 + direction), y1)
+                    nfe += 1
+                landmarks.passed(t1)
+                t, y, f0 = t1, y1, f1
                 n_accepted += 1
-            elif not math.isfinite(ratio) and not bool(torch.isfinite(f0).all()):
-                raise NonFiniteError(f"func returned NaN/inf at t={t:.6g} for a finite state")
-            h = h * controller.factor(ratio, accepted)
+            else:
+                if callbacks is not None:
+                    callbacks.reject(t, y, h)
+                if not math.isfinite(ratio) and not bool(torch.isfinite(f0).all()):
+                    raise NonFiniteError(f"func returned NaN/inf at t={t:.6g} for a finite state")
+            h = h_next
     finally:   # counters are recorded even when the solve fails: they explain the failure
-        if step_memo is not None:
-            step_memo["h"] = abs(h)
-        if record:
-            stats.nfe += nfe
-            stats.n_accepted += n_accepted
-            stats.n_rejected += n_steps - n_accepted
-    return torch.cat(outputs)
+        solution.h_next = abs(h)
+        stats.nfe += nfe
+        stats.n_accepted += n_accepted
+        stats.n_rejected += n_steps - n_accepted
+    solution.ys = event.stacked() if event is not None else outputs.stacked()
+    return solution
+
+
+class _Landmarks:
+    """``step_t`` and ``jump_t``: times a step must end on (for ``jump_t``, f is discontinuous
+    there, so the next step starts from the slope on the far side)."""
+
+    def __init__(self, config: SolveConfig, t0: float, direction: float):
+        ahead = lambda ts: sorted((s for s in ts if direction * (s - t0) > 0),
+                                  key=lambda s: direction * s)
+        marks = [(s, False) for s in ahead(config.step_t)] + [(s, True) for s in
+                                                               ahead(config.jump_t)]
+        self.marks = sorted(marks, key=lambda m: direction * m[0])
+
+    def clip(self, t: float, t1: float, h: float) -> tuple[float, bool]:
+        """The end of the step from t, moved onto the next landmark inside it, if any."""
+        if self.marks:
+            s, jump = self.marks[0]
+            if (s - t) / h <= 1.0:
+                return s, jump
+        return t1, False
+
+    def passed(self, t1: float) -> None:
+        while self.marks and self.marks[0][0] == t1:
+            self.marks.pop(0)
+
+
+def integrate(func, y0, times, config: SolveConfig, stats: PassStats, **kwargs) -> Solution:
+    """Dispatch to the fixed-grid or adaptive integrator."""
+    integrator = adaptive if config.adaptive else fixed_grid
+    return integrator(func, y0, times, config, stats, **kwargs)
+
+
+__all__ = ["fixed_grid", "adaptive", "integrate", "DEFAULT_MAX_NUM_STEPS"]

@@ -11,8 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .adjoint import odeint_adjoint
-from .odeint import odeint
+from .gradients import gradient_mode, solve_with_gradient
 from .stats import SolverStats
 
 
@@ -33,11 +32,10 @@ class ODEBlock(nn.Module):
         """States at every time in ``t`` (for plots of the flow)."""
         self.stats = SolverStats()
         t = t.to(device=x.device, dtype=x.dtype)
-        kw = dict(rtol=self.rtol, atol=self.atol, method=self.method, options=self.options,
-                  stats=self.stats)
-        if self.adjoint:
-            return odeint_adjoint(self.field, x, t, adjoint_options=self.adjoint_options, **kw)
-        return odeint(self.field, x, t, **kw)
+        return solve_with_gradient(
+            self.field, x, t, gradient=gradient_mode(self.adjoint), rtol=self.rtol,
+            atol=self.atol, method=self.method, options=self.options,
+            adjoint_options=self.adjoint_options, stats=self.stats)
 
     @property
     def nfe_forward(self) -> int:

@@ -1,56 +1,19 @@
 """Checking and normalising the user's problem before the first step.
 
-Everything an integrator needs arrives here: a tensor state (a tuple state is flattened into one
-vector, as torchdiffeq does), the output times as floats, the tableau and the options — each bad
-input rejected with a message that names it.
+The problem — func, y0, t — arrives here: a tensor state (a tuple state is flattened into one
+vector, as torchdiffeq does), the output times, and func wrapped so that its first output is
+checked and its step callbacks are found; each bad input is rejected with a message that names
+it. (The method and options are checked in :mod:`nodelib.config`.)
 """
 from __future__ import annotations
 
-import math
+import warnings
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 from .errors import NonFiniteError
-from .tableaux import ADAPTIVE_METHODS, FIXED_STEP_METHODS, TABLEAUX, ButcherTableau
-
-_FIXED_OPTIONS = {"step_size"}
-_ADAPTIVE_OPTIONS = {"first_step", "max_num_steps", "norm"}
-
-
-def get_tableau(method: str) -> ButcherTableau:
-    if method not in TABLEAUX:
-        raise ValueError(
-            f"unknown method {method!r}; known methods are: fixed step "
-            f"{', '.join(FIXED_STEP_METHODS)}; adaptive {', '.join(ADAPTIVE_METHODS)}")
-    return TABLEAUX[method]
-
-
-def check_options(tableau: ButcherTableau, options: dict | None) -> dict:
-    options = dict(options or {})
-    allowed = _ADAPTIVE_OPTIONS if tableau.adaptive else _FIXED_OPTIONS
-    unknown = set(options) - allowed
-    if unknown:
-        raise ValueError(f"unknown option(s) {sorted(unknown)} for method {tableau.name!r}; "
-                         f"it accepts {sorted(allowed)}")
-    if "step_size" in options and options["step_size"] is not None:
-        step = float(options["step_size"])
-        if not (step > 0 and math.isfinite(step)):
-            raise ValueError(f"options['step_size'] must be a positive number, got {step}")
-        options["step_size"] = step
-    if "first_step" in options and not float(options["first_step"]) > 0:
-        raise ValueError(f"options['first_step'] must be positive, got {options['first_step']}")
-    if "max_num_steps" in options and int(options["max_num_steps"]) < 1:
-        raise ValueError("options['max_num_steps'] must be at least 1")
-    return options
-
-
-def check_tolerances(rtol, atol) -> tuple[float, float]:
-    rtol, atol = float(rtol), float(atol)
-    if not (rtol >= 0 and atol >= 0 and rtol + atol > 0):
-        raise ValueError(f"rtol and atol must be non-negative and not both zero, "
-                         f"got rtol={rtol}, atol={atol}")
-    return rtol, atol
 
 
 @dataclass
@@ -64,7 +27,12 @@ class TupleLayout:
 
     def unflatten(self, y: torch.Tensor, lead: tuple = ()) -> tuple[torch.Tensor, ...]:
         parts = torch.split(y, self.numels, dim=-1)
-        return tuple(p.reshape(*lead, *s) if (lead or s) else p.reshape(()) for p, s in zip(parts, self.shapes))
+        return tuple(p.reshape(*lead, *s) if (lead or s) else p.reshape(())
+                     for p, s in zip(parts, self.shapes))
+
+    def adapt_norm(self, norm):
+        """A user norm called on a tuple shaped like the state, as torchdiffeq calls it."""
+        return lambda flat: norm(self.unflatten(flat))
 
 
 def check_state(y0):
@@ -97,8 +65,8 @@ def check_times(t, like: torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=like.dtype)
     if t.dim() != 1:
         raise ValueError(f"t must be a 1-D tensor of output times, got shape {tuple(t.shape)}")
-    if t.numel() < 2:
-        raise ValueError(f"t must hold at least two times (start and end), got {t.numel()}")
+    if t.numel() < 1:
+        raise ValueError("t must hold at least one time (the start)")
     if t.is_complex() or not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
         raise TypeError(f"t must be real, got {t.dtype}")
     t = t.to(device=like.device, dtype=like.dtype)
@@ -156,3 +124,71 @@ class CheckedFunc:
             raise TypeError(f"func(t, y) returned dtype {out.dtype} but the state is "
                             f"{self.dtype} (at t={float(t):.6g})")
         self.checked = True
+
+
+class Callbacks(NamedTuple):
+    """torchdiffeq's step callbacks of ``func``, each called as ``callback(t0, y0, dt)`` with
+    tensors: before every step attempt, and after its acceptance or rejection."""
+    step: object
+    accept: object
+    reject: object
+
+
+def find_callbacks(func, layout: TupleLayout | None, like: torch.Tensor, suffix: str = ""):
+    """The callbacks ``callback_step{suffix}``, ``callback_accept_step{suffix}`` and
+    ``callback_reject_step{suffix}`` defined on ``func``, or ``None`` when it has none.
+    (The adjoint's backward solve looks for the ``_adjoint`` ones.)"""
+    names = ("callback_step", "callback_accept_step", "callback_reject_step")
+    found = [getattr(func, name + suffix, None) for name in names]
+    if not any(callable(cb) for cb in found):
+        return None
+    time = lambda v: torch.full((), v, dtype=like.dtype, device=like.device)
+
+    def wrap(cb):
+        if not callable(cb):
+            return lambda t0, y0, dt: None
+        if layout is None:
+            return lambda t0, y0, dt: cb(time(t0), y0, time(dt))
+        return lambda t0, y0, dt: cb(time(t0), layout.unflatten(y0), time(dt))
+    return Callbacks(*(wrap(cb) for cb in found))
+
+
+def warn_unsupported_callbacks(func, adaptive: bool, method: str) -> None:
+    """A fixed-step method never accepts or rejects: say so, as torchdiffeq does."""
+    if adaptive:
+        return
+    names = [n for n in ("callback_accept_step", "callback_reject_step")
+             if callable(getattr(func, n, None))]
+    if names:
+        warnings.warn(f"method {method!r} takes fixed steps and never calls "
+                      f"{' or '.join(names)}", stacklevel=3)
+
+
+@dataclass
+class Problem:
+    """A checked problem: func wrapped, the state flat (for a tuple), the times, the config."""
+    func: CheckedFunc
+    y0: torch.Tensor
+    layout: TupleLayout | None
+    t: torch.Tensor
+    config: object   # nodelib.config.SolveConfig
+    callbacks: Callbacks | None
+
+    @property
+    def times(self) -> list[float]:
+        return self.t.detach().tolist()
+
+    def unflatten(self, ys: torch.Tensor):
+        return ys if self.layout is None else self.layout.unflatten(ys, lead=(len(ys),))
+
+
+def prepare(func, y0, t, *, rtol, atol, method, options) -> Problem:
+    """Everything checked once, before the first step; both entry points start here."""
+    from .config import make_config   # (config imports nothing of the problem's)
+    y0_flat, layout = check_state(y0)
+    t = check_times(t, y0_flat)
+    adapter = None if layout is None else layout.adapt_norm
+    config = make_config(method, rtol, atol, options, norm_adapter=adapter)
+    warn_unsupported_callbacks(func, config.adaptive, config.tableau.name)
+    return Problem(CheckedFunc(func, y0_flat, layout), y0_flat, layout, t, config,
+                   find_callbacks(func, layout, y0_flat))

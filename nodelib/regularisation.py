@@ -223,8 +223,9 @@ def odeint_with_penalties(dynamics: RegularisedDynamics, y0, t, *, adjoint: bool
         dynamics.draw_noise(z0, generator)
     r0 = z0.new_zeros(z0.shape[0], len(dynamics.terms))
     if not control_penalties and not adjoint:
-        n_controlled = sum(p.numel() for p in parts)
-        options["norm"] = lambda x: rms_norm(x[:n_controlled])
+        # the norm sees the tuple state (as torchdiffeq calls it): RMS over its solution parts
+        n_parts = len(parts)
+        options["norm"] = lambda x: rms_norm(torch.cat([p.reshape(-1) for p in x[:n_parts]]))
     kw = dict(rtol=rtol, atol=atol, method=method, options=options, stats=stats)
     if adjoint:
         # odeint_adjoint's forward solve does not (yet) pass options["norm"] on to the

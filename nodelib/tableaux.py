@@ -13,6 +13,8 @@ from fractions import Fraction as F
 import numpy as np
 import torch
 
+from .interpolation import hermite_dense
+
 
 @dataclass(frozen=True, eq=False)
 class ButcherTableau:
@@ -23,8 +25,24 @@ class ButcherTableau:
     b: tuple[float, ...]
     b_error: tuple[float, ...] | None = None   # b - b_embedded (None: fixed-step method)
     embedded_order: int | None = None
-    dense: np.ndarray | None = None  # (stages, degree) coefficients of P_i(θ)
+    # (n_slopes, degree) coefficients of P_i(θ); n_slopes = stages, plus one for a non-FSAL
+    # method, whose last slope is f(t + h, y1) (the next step's first stage)
+    dense: np.ndarray | None = None
     _weights_cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self):
+        # Everything the stepper needs is computed once here, never per step: the nonzero
+        # terms of each stage row and of b, and whether the method is FSAL.
+        nonzero = lambda row: tuple((j, float(w)) for j, w in enumerate(row) if w != 0.0)
+        object.__setattr__(self, "stage_terms", tuple(nonzero(row) for row in self.a))
+        object.__setattr__(self, "b_terms", nonzero(self.b))
+        object.__setattr__(self, "fsal", self.c[-1] == 1.0
+                           and tuple(self.a[-1]) + (0.0,) == tuple(self.b))
+        if self.adaptive:
+            expected = self.stages + (0 if self.fsal else 1)
+            if self.dense is None or self.dense.shape[0] != expected:
+                raise ValueError(f"adaptive tableau {self.name!r} needs dense-output "
+                                 f"coefficients for {expected} slopes")
 
     @property
     def stages(self) -> int:
@@ -35,56 +53,24 @@ class ButcherTableau:
         return self.b_error is not None
 
     @property
-    def fsal(self) -> bool:
-        """First Same As Last: the last stage is evaluated at the new solution, so its slope is
-        the next step's first stage and each step costs one evaluation less."""
-        return self.c[-1] == 1.0 and tuple(self.a[-1]) + (0.0,) == tuple(self.b)
-
-    @property
     def error_exponent(self) -> int:
         """Local error of the embedded pair scales like h^(q+1), q the lower of the two orders."""
         return min(self.order, self.embedded_order) + 1
 
-    def weights(self, name: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """The coefficient vector ``name`` ('b', 'b_error' or 'a<i>') as a cached tensor."""
-        key = (name, dtype, device)
-        w = self._weights_cache.get(key)
+    def weights(self, key, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """A coefficient vector as a cached tensor: ``key`` is a stage index (row of ``a``),
+        ``"b"`` or ``"b_error"``."""
+        cache_key = (key, dtype, device)
+        w = self._weights_cache.get(cache_key)
         if w is None:
-            values = self.a[int(name[1:])] if name.startswith("a") else getattr(self, name)
+            values = self.a[key] if isinstance(key, int) else getattr(self, key)
             w = torch.tensor(values, dtype=dtype, device=device)
-            self._weights_cache[key] = w
+            self._weights_cache[cache_key] = w
         return w
 
 
 def _floats(rows):
     return tuple(tuple(float(x) for x in row) for row in rows)
-
-
-def _hermite_dense(b, *, midpoint=None) -> np.ndarray:
-    """Dense output from the values and slopes at both ends of a FSAL step (cubic Hermite) and,
-    when ``midpoint`` weights are given, also the value y(t + h/2) = y + h Σ midpoint_i k_i
-    (a quartic, one order higher). Returns the (stages, degree) coefficient matrix."""
-    s = len(b)
-    conditions = [("value", 0.0), ("slope", 0.0), ("value", 1.0), ("slope", 1.0)]
-    if midpoint is not None:
-        conditions.append(("value", 0.5))
-    degree = len(conditions) - 1
-    # Row r of M evaluates condition r on the monomials θ^0..θ^degree.
-    M = np.zeros((degree + 1, degree + 1))
-    for r, (kind, x) in enumerate(conditions):
-        for j in range(degree + 1):
-            M[r, j] = x ** j if kind == "value" else (j * x ** (j - 1) if j > 0 else 0.0)
-    cardinal = np.linalg.inv(M)  # column r: monomial coefficients of the r-th cardinal polynomial
-    # Data of each condition, as multiples of h·k_i (the value at θ=0 contributes y itself).
-    data = np.zeros((len(conditions), s))
-    data[1, 0] = 1.0                     # slope at 0 is k_0
-    data[2, :] = b                        # y1 - y = h Σ b_i k_i
-    data[3, s - 1] = 1.0                  # slope at 1 is the FSAL stage
-    if midpoint is not None:
-        data[4, :] = midpoint
-    coeffs = cardinal @ data             # (degree+1, s): monomial coefficients for each stage
-    assert np.allclose(coeffs[0], 0.0)   # no constant term: y(t) = y exactly
-    return np.ascontiguousarray(coeffs[1:].T)
 
 
 def _polynomial_dense(polys) -> np.ndarray:
@@ -102,11 +88,33 @@ def _polynomial_dense(polys) -> np.ndarray:
 EULER = ButcherTableau("euler", 1, (0.0,), ((),), (1.0,))
 MIDPOINT = ButcherTableau("midpoint", 2, (0.0, 0.5), ((), (0.5,)), (0.0, 1.0))
 HEUN2 = ButcherTableau("heun2", 2, (0.0, 1.0), ((), (1.0,)), (0.5, 0.5))
+HEUN3 = ButcherTableau("heun3", 3, (0.0, 1 / 3, 2 / 3), ((), (1 / 3,), (0.0, 2 / 3)),
+                       (1 / 4, 0.0, 3 / 4))
 # Kutta's 3/8 rule: the fourth-order variant torchdiffeq's "rk4" also uses (same cost as the
 # classic c = (0, 1/2, 1/2, 1) method, a smaller error constant on most problems).
 RK4 = ButcherTableau(
     "rk4", 4, (0.0, 1 / 3, 2 / 3, 1.0), ((), (1 / 3,), (-1 / 3, 1.0), (1.0, -1.0, 1.0)),
     (1 / 8, 3 / 8, 3 / 8, 1 / 8),
+)
+
+# --- low-order adaptive pairs ------------------------------------------------------------------
+# Heun's method with Euler as its embedded estimate: cheap, and a clear first example of an
+# embedded pair. Not FSAL: the slope at the new point costs one more evaluation per step.
+_ah_b = (0.5, 0.5)
+ADAPTIVE_HEUN = ButcherTableau(
+    "adaptive_heun", 2, c=(0.0, 1.0), a=((), (1.0,)), b=_ah_b,
+    b_error=(0.5 - 1.0, 0.5 - 0.0), embedded_order=1,
+    dense=hermite_dense(_ah_b, fsal=False),
+)
+# Fehlberg's RK1(2): the embedded first-order solution is FSAL, but we propagate the
+# second-order one (as torchdiffeq does), so the end slope is evaluated at y1 itself.
+_fe_b = (F(1, 512), F(255, 256), F(1, 512))
+_fe_b_low = (F(1, 256), F(255, 256), F(0))
+FEHLBERG2 = ButcherTableau(
+    "fehlberg2", 2, c=(0.0, 0.5, 1.0), a=_floats([(), (F(1, 2),), (F(1, 256), F(255, 256))]),
+    b=tuple(float(x) for x in _fe_b),
+    b_error=tuple(float(x - y) for x, y in zip(_fe_b, _fe_b_low)), embedded_order=1,
+    dense=hermite_dense([float(x) for x in _fe_b], fsal=False),
 )
 
 # --- Bogacki–Shampine 3(2) ---------------------------------------------------------------------
@@ -119,7 +127,7 @@ BOSH3 = ButcherTableau(
     b=tuple(float(x) for x in _bs_b),
     b_error=tuple(float(x - y) for x, y in zip(_bs_b, _bs_b_low)),
     embedded_order=2,
-    dense=_hermite_dense([float(x) for x in _bs_b]),
+    dense=hermite_dense([float(x) for x in _bs_b]),
 )
 
 # --- Dormand–Prince 5(4) -----------------------------------------------------------------------
@@ -145,7 +153,7 @@ DOPRI5 = ButcherTableau(
     b=tuple(float(x) for x in _dp_b),
     b_error=tuple(float(x - y) for x, y in zip(_dp_b, _dp_b_low)),
     embedded_order=4,
-    dense=_hermite_dense([float(x) for x in _dp_b], midpoint=[float(x) for x in _dp_mid]),
+    dense=hermite_dense([float(x) for x in _dp_b], midpoint=[float(x) for x in _dp_mid]),
 )
 
 # --- Tsitouras 5(4) ----------------------------------------------------------------------------
@@ -184,8 +192,85 @@ TSIT5 = ButcherTableau(
     dense=_polynomial_dense(_ts_dense),
 )
 
+# --- Dormand–Prince 8(7), Prince & Dormand's RK8(7)13M ---------------------------------------
+# Rational approximations of the coefficients as published (and as torchdiffeq uses them);
+# dense output: the quartic through both ends' values and slopes and the midpoint value.
+_d8_c = (0.0, 1 / 18, 1 / 12, 1 / 8, 5 / 16, 3 / 8, 59 / 400, 93 / 200,
+         5490023248 / 9719169821, 13 / 20, 1201146811 / 1299019798, 1.0, 1.0, 1.0)
+_d8_a = (
+    (),
+    (1 / 18,),
+    (1 / 48, 1 / 16),
+    (1 / 32, 0, 3 / 32),
+    (5 / 16, 0, -75 / 64, 75 / 64),
+    (3 / 80, 0, 0, 3 / 16, 3 / 20),
+    (29443841 / 614563906, 0, 0, 77736538 / 692538347, -28693883 / 1125000000,
+     23124283 / 1800000000),
+    (16016141 / 946692911, 0, 0, 61564180 / 158732637, 22789713 / 633445777,
+     545815736 / 2771057229, -180193667 / 1043307555),
+    (39632708 / 573591083, 0, 0, -433636366 / 683701615, -421739975 / 2616292301,
+     100302831 / 723423059, 790204164 / 839813087, 800635310 / 3783071287),
+    (246121993 / 1340847787, 0, 0, -37695042795 / 15268766246, -309121744 / 1061227803,
+     -12992083 / 490766935, 6005943493 / 2108947869, 393006217 / 1396673457,
+     123872331 / 1001029789),
+    (-1028468189 / 846180014, 0, 0, 8478235783 / 508512852, 1311729495 / 1432422823,
+     -10304129995 / 1701304382, -48777925059 / 3047939560, 15336726248 / 1032824649,
+     -45442868181 / 3398467696, 3065993473 / 597172653),
+    (185892177 / 718116043, 0, 0, -3185094517 / 667107341, -477755414 / 1098053517,
+     -703635378 / 230739211, 5731566787 / 1027545527, 5232866602 / 850066563,
+     -4093664535 / 808688257, 3962137247 / 1805957418, 65686358 / 487910083),
+    (403863854 / 491063109, 0, 0, -5068492393 / 434740067, -411421997 / 543043805,
+     652783627 / 914296604, 11173962825 / 925320556, -13158990841 / 6184727034,
+     3936647629 / 1978049680, -160528059 / 685178525, 248638103 / 1413531060, 0),
+)
+_d8_b = (14005451 / 335480064, 0, 0, 0, 0, -59238493 / 1068277825, 181606767 / 758867731,
+         561292985 / 797845732, -1041891430 / 1371343529, 760417239 / 1151165299,
+         118820643 / 751138087, -528747749 / 2220607170, 1 / 4)
+_d8_b_low = (13451932 / 455176623, 0, 0, 0, 0, -808719846 / 976000145,
+             1757004468 / 5645159321, 656045339 / 265891186, -3867574721 / 1518517206,
+             465885868 / 322736535, 53011238 / 667516719, 2 / 45, 0)
+
+
+def _dopri8_midpoint() -> list[float]:
+    """Weights of y(t + h/2) from DOP853's continuous extension, evaluated at θ = 1/2."""
+    coefficients = {   # stage: polynomial coefficients of θ^5 .. θ^1 (and θ^0 for stage 0)
+        0: (-6.3448349392860401388, 22.1396504998094068976, -30.0610568289666450593,
+            19.9990069333683970610, -6.6910181737837595697, 1.0),
+        5: (-39.6107919852202505218, 116.4422149550342161651, -121.4999627731334642623,
+            52.2273532792945524050, -7.6142658045872677172),
+        6: (20.3761213808791436958, -67.1451318825957197185, 83.1721004639847717481,
+            -46.8919164181093621583, 10.7281392630428866124),
+        7: (7.3347098826795362023, -16.5672243527496524646, 9.5724507555993664382,
+            -0.1890893225010595467, 0.5526637063753648783),
+        8: (32.8801774352459155182, -89.9916014847245016028, 87.8406057677205645007,
+            -35.7075975946222072821, 4.2186562625665153803),
+        9: (-10.1588990526426760954, 22.6237489648532849093, -17.4152107770762969005,
+            6.2736448083240352160, -0.6627209125361597559),
+        10: (-12.5401268098782561200, 32.2362340167355370113, -28.5903289514790976966,
+             10.3160881272450748458, -1.2636789001135462218),
+        11: (29.5553001484516038033, -82.1020315488359848644, 81.6630950584341412934,
+             -34.7650769866611817349, 5.4106037898590422230),
+        12: (-41.7923486424390588923, 116.2662185791119533462, -114.9375291377009418170,
+             47.7457971078225540396, -7.0321379067945741781),
+        13: (20.3006925822100825485, -53.9020777466385396792, 50.2558364226176017553,
+             -19.0082099341608028453, 2.3537586759714983486),
+    }
+    theta, mid = 0.5, [0.0] * 14
+    for stage, coef in coefficients.items():
+        powers = [theta ** (5 - j) for j in range(5)] + ([1.0] if len(coef) == 6 else [])
+        mid[stage] = theta * sum(a * p for a, p in zip(coef, powers))
+    return mid
+
+
+DOPRI8 = ButcherTableau(
+    "dopri8", 8, c=_d8_c, a=_d8_a + (_d8_b,), b=_d8_b + (0.0,),
+    b_error=tuple(x - y for x, y in zip(_d8_b, _d8_b_low)) + (0.0,), embedded_order=7,
+    dense=hermite_dense(list(_d8_b) + [0.0], midpoint=_dopri8_midpoint()),
+)
+
 TABLEAUX: dict[str, ButcherTableau] = {
-    t.name: t for t in (EULER, MIDPOINT, HEUN2, RK4, BOSH3, DOPRI5, TSIT5)
+    t.name: t for t in (EULER, MIDPOINT, HEUN2, HEUN3, RK4, ADAPTIVE_HEUN, FEHLBERG2, BOSH3,
+                         DOPRI5, TSIT5, DOPRI8)
 }
 FIXED_STEP_METHODS = tuple(n for n, t in TABLEAUX.items() if not t.adaptive)
 ADAPTIVE_METHODS = tuple(n for n, t in TABLEAUX.items() if t.adaptive)

@@ -8,6 +8,8 @@ solver steps, and the backward pass integrates the augmented state of
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +17,7 @@ from torch import nn
 
 from .adjoint_state import AdjointDynamics, AdjointLayout, adjoint_norm
 from .config import SolveConfig, get_tableau, make_config
+from .control import rms_norm
 from .odeint import solve_problem
 from .problem import Problem, find_callbacks, prepare
 from .stats import PassStats, SolverStats
@@ -119,10 +122,11 @@ def _backsolve(s: BacksolveSettings, t: torch.Tensor, ys: torch.Tensor, grad_ys:
     """The backward sweep: returns (∂L/∂y0, ∂L/∂θ per parameter, ∂L/∂t or None)."""
     problem, func = s.problem, s.problem.func
     layout = AdjointLayout(ys.shape[1:], tuple(p.shape for p in s.params), want_t)
-    state_norm = (problem.config.controller.norm if problem.config.controller is not None
-                  else None)
+    # z and a are measured with the forward solve's norm (RMS for a fixed-step forward method)
+    forward = problem.config.controller
+    state_norm = forward.norm if forward is not None else rms_norm
     unflatten = None if problem.layout is None else problem.layout.unflatten
-    norm = adjoint_norm(layout, state_norm or _default_norm(), s.norm_choice, unflatten)
+    norm = adjoint_norm(layout, state_norm, s.norm_choice, unflatten)
     config = s.backward_config
     if config.controller is not None:
         config = _with_norm(config, norm)
@@ -160,16 +164,9 @@ def _backsolve(s: BacksolveSettings, t: torch.Tensor, ys: torch.Tensor, grad_ys:
     return a, layout.split_params(a_params), grad_t
 
 
-def _default_norm():
-    from .control import rms_norm
-    return rms_norm
-
-
 def _with_norm(config: SolveConfig, norm) -> SolveConfig:
     """The backward config with the adjoint's norm in its controller (a copy: configs are
     frozen and shared)."""
-    import copy
-    import dataclasses
     controller = copy.copy(config.controller)
     controller.norm = norm
     return dataclasses.replace(config, controller=controller)

@@ -58,3 +58,11 @@ from .regularisation import (RegularisedBlock, RegularisedCNF,  # noqa: E402
 
 __all__ += ["RegularisedBlock", "RegularisedCNF", "RegularisedDynamics", "frobenius_exact",
             "frobenius_hutchinson", "kinetic_energy", "odeint_with_penalties", "steer_end_time"]
+
+from .datasets import (DampedPendulum, Observations, SpiralField, observe,  # noqa: E402
+                       spiral_trajectory)
+from .training import (FitHistory, Windows, fit_trajectories,  # noqa: E402
+                       odeint_per_sample, sample_windows)
+
+__all__ += ["DampedPendulum", "Observations", "SpiralField", "observe", "spiral_trajectory",
+            "FitHistory", "Windows", "fit_trajectories", "odeint_per_sample", "sample_windows"]

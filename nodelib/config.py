@@ -8,6 +8,7 @@ Options and their names are torchdiffeq's, plus ``controller`` (``"PI"`` by defa
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -37,6 +38,7 @@ class SolveConfig:
     max_num_steps: int = DEFAULT_MAX_NUM_STEPS
     step_t: tuple[float, ...] = ()                 # times every step must land on
     jump_t: tuple[float, ...] = ()                 # ... and where f jumps (re-evaluate f)
+    newton_tolerances: tuple[float, float] = (1e-7, 1e-9)   # implicit methods: (rtol, atol)
 
     @property
     def adaptive(self) -> bool:
@@ -78,8 +80,12 @@ def make_config(method: str | None, rtol, atol, options: dict | None, *,
         raise ValueError(f"unknown option(s) {sorted(unknown)} for method {tableau.name!r}; "
                          f"it accepts {sorted(allowed)}")
     if tableau.adaptive:
-        return _adaptive_config(tableau, rtol, atol, options, norm_adapter)
-    return _fixed_config(tableau, options)
+        config = _adaptive_config(tableau, rtol, atol, options, norm_adapter)
+    else:
+        config = _fixed_config(tableau, options)
+    if tableau.implicit:   # Newton's iteration stops at a fraction of these tolerances
+        config = dataclasses.replace(config, newton_tolerances=check_tolerances(rtol, atol))
+    return config
 
 
 def _fixed_config(tableau, options) -> SolveConfig:

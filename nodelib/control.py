@@ -84,7 +84,8 @@ class StepSizeController:
     def adapt(self, ratio: float, h: float, memory: tuple, error_exponent: int):
         """Returns ``(accept, h_next, memory)`` for a step of size ``h`` with this error ratio.
         After a rejection the step never grows."""
-        accept = ratio <= 1.0 or abs(h) <= self.min_step
+        # (a step at min_step, up to the rounding of t + h - t, is accepted whatever its error)
+        accept = ratio <= 1.0 or abs(h) <= self.min_step * (1 + 1e-12)
         if ratio == 0.0:
             factor = self.max_factor
         elif not math.isfinite(ratio):

@@ -15,3 +15,7 @@ class MaxStepsExceededError(ODESolverError):
 
 class NonFiniteError(ODESolverError, FloatingPointError):
     """NaN or inf appeared in the state or in the vector field."""
+
+
+class NewtonConvergenceError(ODESolverError):
+    """Newton's method failed on the implicit stages, even after shrinking the step."""

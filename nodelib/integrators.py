@@ -18,8 +18,10 @@ import numpy as np
 import torch
 
 from .config import DEFAULT_MAX_NUM_STEPS, SolveConfig
-from .errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowError
+from .errors import (MaxStepsExceededError, NewtonConvergenceError, NonFiniteError,
+                     StepSizeUnderflowError)
 from .interpolation import CUBIC_HERMITE, interpolate
+from .newton import Newton, NewtonFailure
 from .solution import Solution
 from .stats import PassStats, StepRecord
 from .stepper import error_estimate, rk_step
@@ -75,17 +77,18 @@ def fixed_grid(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
     solution = Solution(t=None, ys=None, stats=stats)
     y, t, f = y0, times[0], None
     nfe = 0
+    newton = _newton(func, config, stats)
     try:
         for t1 in _grid(func, y0, times, config, event is not None):
             h = t1 - t
             if callbacks is not None:
                 callbacks.step(t, y, h)
-            if f is None:
+            if f is None and not tableau.diag(0):   # (a first implicit stage needs no f0)
                 f = func(_nudge(time(t), t1) if config.perturb else time(t), y)
                 nfe += 1
-            y1, ks = rk_step(func, t, y, f, h, tableau, time,
-                             end_time=_nudge(time(t1), t) if config.perturb else None)
-            nfe += tableau.stages - 1
+            y1, ks = _fixed_step(func, t, y, f, h, tableau, time, newton,
+                                 _nudge(time(t1), t) if config.perturb else None)
+            nfe += tableau.stages - 1 if newton is None else 0
             if record_trace:
                 stats.trace.append(StepRecord(t, h, math.nan, True))
             solution.step_t.append(t)
@@ -114,6 +117,26 @@ def fixed_grid(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
     if event is None:
         _check_finite_outputs(solution.ys, times)
     return solution
+
+
+def _newton(func, config: SolveConfig, stats: PassStats):
+    if not config.tableau.implicit:
+        return None
+    return Newton(func, *config.newton_tolerances, stats)
+
+
+def _fixed_step(func, t, y, f, h, tableau, time, newton, end_time):
+    """One fixed step; an implicit one retries once with a fresh Jacobian, then gives up."""
+    for attempt in range(2):
+        try:
+            return rk_step(func, t, y, f, h, tableau, time, end_time=end_time, newton=newton)
+        except NewtonFailure as failure:
+            if newton.fresh or attempt:
+                raise NewtonConvergenceError(
+                    f"Newton's method failed in the step from t={t:.6g} (h={h:.3g}): "
+                    f"{failure}; use a smaller step_size or an adaptive implicit method "
+                    "(kvaerno3)") from None
+            newton.jacobian = None
 
 
 def _nudge(t: torch.Tensor, towards: float) -> torch.Tensor:
@@ -194,8 +217,9 @@ def adaptive(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
         h = direction * control.initial_step(func, t, y0, f0, direction, k, time)
         nfe += 1
     memory, y = control.start(), y0
-    n_steps = n_accepted = 0
+    n_steps = n_accepted = newton_failures = 0
     ratio = 0.0
+    newton = _newton(func, config, stats)
     try:
         while not (event.found if event is not None else outputs.done):
             if n_steps >= config.max_num_steps:
@@ -220,13 +244,24 @@ def adaptive(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
             h = t1 - t
             if callbacks is not None:
                 callbacks.step(t, y, h)
-            # a step ending on a jump of f evaluates its last stages just before the jump
-            y1, ks = rk_step(func, t, y, f0, h, tableau, time,
-                             end_time=_nudge(time(t1), t) if jump else None)
-            nfe += tableau.stages - 1
             n_steps += 1
+            try:
+                # a step ending on a jump of f evaluates its last stages just before the jump
+                y1, ks = rk_step(func, t, y, f0, h, tableau, time,
+                                 end_time=_nudge(time(t1), t) if jump else None, newton=newton)
+            except NewtonFailure as failure:
+                h = _after_newton_failure(newton, failure, t, h, newton_failures)
+                newton_failures += 1
+                if record_trace:
+                    stats.trace.append(StepRecord(t, t1 - t, math.nan, False))
+                continue
+            newton_failures = 0
+            nfe += tableau.stages - 1 if newton is None else 0
             with torch.no_grad():
-                ratio = control.error_ratio(error_estimate(ks, tableau, h), y, y1)
+                err = error_estimate(ks, tableau, h)
+                if newton is not None:   # filtered by (I - hγJ)⁻¹: stiff parts not overrated
+                    err = newton.solve_linear(err)
+                ratio = control.error_ratio(err, y, y1)
             accepted, h_next, memory = control.adapt(ratio, h, memory, k)
             if record_trace:
                 stats.trace.append(StepRecord(t, h, ratio, accepted))
@@ -264,6 +299,19 @@ def adaptive(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
         stats.n_rejected += n_steps - n_accepted
     solution.ys = event.stacked() if event is not None else outputs.stacked()
     return solution
+
+
+def _after_newton_failure(newton, failure, t, h, failures) -> float:
+    """A step whose Newton iteration failed is rejected: retry with a fresh Jacobian, else
+    with a quarter of the step; after ten failures in a row, give up."""
+    if failures >= 10:
+        raise NewtonConvergenceError(
+            f"Newton's method failed {failures + 1} times in a row at t={t:.6g} (last step "
+            f"h={abs(h):.3g}): {failure}; the problem may be ill-posed there, or loosen rtol/atol")
+    if not newton.fresh:
+        newton.jacobian = None
+        return h
+    return 0.25 * h
 
 
 class _Landmarks:

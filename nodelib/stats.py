@@ -26,6 +26,12 @@ class PassStats:
     nfe: int = 0
     n_accepted: int = 0
     n_rejected: int = 0
+    # implicit methods: Jacobian evaluations (each costs one vector–Jacobian product per state
+    # component, not counted in nfe), LU factorisations, Newton iterations (each iteration is
+    # one evaluation of f, counted in nfe)
+    n_jacobians: int = 0
+    n_lu: int = 0
+    n_newton_iterations: int = 0
     trace: list[StepRecord] = field(default_factory=list)
 
     def trace_arrays(self) -> dict[str, np.ndarray]:
@@ -40,6 +46,7 @@ class PassStats:
 
     def reset(self) -> None:
         self.nfe = self.n_accepted = self.n_rejected = 0
+        self.n_jacobians = self.n_lu = self.n_newton_iterations = 0
         self.trace.clear()
 
 

@@ -40,11 +40,15 @@ def _propagate(y: torch.Tensor, ks: list[torch.Tensor], tableau: ButcherTableau,
 
 
 def rk_step(func, t: float, y: torch.Tensor, f0: torch.Tensor, h: float,
-            tableau: ButcherTableau, time, end_time: torch.Tensor | None = None):
+            tableau: ButcherTableau, time, end_time: torch.Tensor | None = None,
+            newton=None):
     """Advance ``y`` from ``t`` to ``t + h``. ``f0 = f(t, y)``; ``time(float)`` makes the time
     tensor passed to ``func``; ``end_time``, if given, replaces it for the stages at t + h.
     Returns ``(y1, ks)`` where ``ks`` are the stage slopes; for a FSAL tableau
-    ``ks[-1] = f(t + h, y1)``, which the next step reuses."""
+    ``ks[-1] = f(t + h, y1)``, which the next step reuses. An implicit tableau needs ``newton``
+    (a :class:`~nodelib.newton.Newton`) and may raise :class:`~nodelib.newton.NewtonFailure`."""
+    if tableau.implicit:
+        return _implicit_step(func, t, y, f0, h, tableau, time, newton)
     ks = [f0]
     yi = y
     for i in range(1, tableau.stages):
@@ -56,6 +60,29 @@ def rk_step(func, t: float, y: torch.Tensor, f0: torch.Tensor, h: float,
         ti = end_time if at_end else time(t + tableau.c[i] * h)
         ks.append(func(ti, yi))
     y1 = yi if tableau.fsal else _propagate(y, ks, tableau, h)
+    return y1, ks
+
+
+def _implicit_step(func, t, y, f0, h, tableau, time, newton):
+    """A diagonally implicit step: each stage with a_ii ≠ 0 solves
+    ``z = base + h a_ii f(t_i, z)`` (Newton), and its slope is ``k = (z - base)/(h a_ii)``,
+    exact at the solution and free of another evaluation of f."""
+    from .newton import implicit_stage
+    newton.new_step(time(t), y, slow=not newton.fresh and newton.last_iterations > 2)
+    ks, z = [], y
+    for i in range(tableau.stages):
+        ti = time(t + tableau.c[i] * h)
+        base = _combine(y, ks, tableau.stage_terms[i], None, h) if i else y
+        gamma = tableau.diag(i)
+        if gamma == 0.0:   # an explicit stage (the first of an ESDIRK: f0 itself)
+            ks.append(f0 if i == 0 else func(ti, base))
+            z = base
+            continue
+        guess = z if i else y
+        z_star, newton.last_iterations = newton.solve(ti, base, h * gamma, guess)
+        z = implicit_stage(func, ti, base, h * gamma, z_star, newton.stats)
+        ks.append((z - base) / (h * gamma))
+    y1 = z if tableau.fsal else _propagate(y, ks, tableau, h)
     return y1, ks
 
 

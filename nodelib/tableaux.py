@@ -28,6 +28,9 @@ class ButcherTableau:
     # (n_slopes, degree) coefficients of P_i(θ); n_slopes = stages, plus one for a non-FSAL
     # method, whose last slope is f(t + h, y1) (the next step's first stage)
     dense: np.ndarray | None = None
+    # a_ii of a diagonally implicit method (None: explicit). Stage i then solves
+    # z_i = y + h Σ_{j<i} a_ij k_j + h a_ii f(t + c_i h, z_i) by Newton's method.
+    diagonal: tuple[float, ...] | None = None
     _weights_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
@@ -36,8 +39,12 @@ class ButcherTableau:
         nonzero = lambda row: tuple((j, float(w)) for j, w in enumerate(row) if w != 0.0)
         object.__setattr__(self, "stage_terms", tuple(nonzero(row) for row in self.a))
         object.__setattr__(self, "b_terms", nonzero(self.b))
-        object.__setattr__(self, "fsal", self.c[-1] == 1.0
-                           and tuple(self.a[-1]) + (0.0,) == tuple(self.b))
+        # FSAL (first same as last): the last stage is evaluated at the new solution itself,
+        # so its slope is the next step's first stage (for an implicit method: "stiffly
+        # accurate" with an explicit first stage)
+        last_row = tuple(self.a[-1]) + (self.diag(self.stages - 1),)
+        object.__setattr__(self, "fsal", self.c[-1] == 1.0 and last_row == tuple(self.b)
+                           and self.c[0] == 0.0 and self.diag(0) == 0.0)
         if self.adaptive:
             expected = self.stages + (0 if self.fsal else 1)
             if self.dense is None or self.dense.shape[0] != expected:
@@ -47,6 +54,13 @@ class ButcherTableau:
     @property
     def stages(self) -> int:
         return len(self.c)
+
+    def diag(self, i: int) -> float:
+        return 0.0 if self.diagonal is None else float(self.diagonal[i])
+
+    @property
+    def implicit(self) -> bool:
+        return self.diagonal is not None and any(d != 0.0 for d in self.diagonal)
 
     @property
     def adaptive(self) -> bool:
@@ -268,9 +282,36 @@ DOPRI8 = ButcherTableau(
     dense=hermite_dense(list(_d8_b) + [0.0], midpoint=_dopri8_midpoint()),
 )
 
+# --- diagonally implicit methods (a Newton solve per implicit stage) ------------------------------
+# Backward Euler: L-stable, first order.
+IMPLICIT_EULER = ButcherTableau("implicit_euler", 1, c=(1.0,), a=((),), b=(1.0,),
+                                diagonal=(1.0,))
+# The implicit midpoint rule: A-stable (not L-stable), second order, symplectic.
+IMPLICIT_MIDPOINT = ButcherTableau("implicit_midpoint", 2, c=(0.5,), a=((),), b=(1.0,),
+                                   diagonal=(0.5,))
+# The trapezoidal rule (Crank–Nicolson): an explicit first stage, then an implicit one at t + h.
+TRAPEZOID = ButcherTableau("trapezoid", 2, c=(0.0, 1.0), a=((), (0.5,)), b=(0.5, 0.5),
+                           diagonal=(0.0, 0.5))
+
+# Kværnø's ESDIRK 3(2) (Kværnø 2004): explicit first stage, three implicit stages with the same
+# γ (one LU factorisation serves them all), stiffly accurate (y1 is the last stage) and
+# L-stable; the third stage, also at t + h, is the embedded second-order solution.
+_g = 0.4358665215084589994160194511935568425
+_kv_a3 = ((-4 * _g ** 2 + 6 * _g - 1) / (4 * _g), (-2 * _g + 1) / (4 * _g))
+_kv_a4 = ((6 * _g - 1) / (12 * _g), -1 / ((24 * _g - 12) * _g),
+          (-6 * _g ** 2 + 6 * _g - 1) / (6 * _g - 3))
+_kv_b = _kv_a4 + (_g,)
+_kv_b_low = _kv_a3 + (_g, 0.0)
+KVAERNO3 = ButcherTableau(
+    "kvaerno3", 3, c=(0.0, 2 * _g, 1.0, 1.0), a=((), (_g,), _kv_a3, _kv_a4), b=_kv_b,
+    b_error=tuple(x - y for x, y in zip(_kv_b, _kv_b_low)), embedded_order=2,
+    dense=hermite_dense(list(_kv_b)), diagonal=(0.0, _g, _g, _g),
+)
+
 TABLEAUX: dict[str, ButcherTableau] = {
     t.name: t for t in (EULER, MIDPOINT, HEUN2, HEUN3, RK4, ADAPTIVE_HEUN, FEHLBERG2, BOSH3,
-                         DOPRI5, TSIT5, DOPRI8)
+                         DOPRI5, TSIT5, DOPRI8, IMPLICIT_EULER, IMPLICIT_MIDPOINT, TRAPEZOID,
+                         KVAERNO3)
 }
 FIXED_STEP_METHODS = tuple(n for n, t in TABLEAUX.items() if not t.adaptive)
 ADAPTIVE_METHODS = tuple(n for n, t in TABLEAUX.items() if t.adaptive)

@@ -74,6 +74,7 @@ def _global_error_exp_sin(method, h, device):
 @pytest.mark.parametrize("method", ADAPTIVE_METHODS)
 def test_embedded_error_estimate_order(method):
     """The embedded estimate of the local error scales like h^(q+1), q the embedded order."""
+    from nodelib.newton import Newton
     from nodelib.stepper import error_estimate, rk_step
     tab = TABLEAUX[method]
     y0 = torch.ones(1, dtype=torch.float64)
@@ -82,7 +83,9 @@ def test_embedded_error_estimate_order(method):
     ests = []
     for h in hs:
         f0 = _exp_sin(time(0.3), y0)
-        _, ks = rk_step(_exp_sin, 0.3, y0, f0, h, tab, time)
+        # implicit stages solved to far below the estimate's size
+        newton = Newton(_exp_sin, 1e-13, 1e-15, PassStats()) if tab.implicit else None
+        _, ks = rk_step(_exp_sin, 0.3, y0, f0, h, tab, time, newton=newton)
         ests.append(error_estimate(ks, tab, h).abs().item())
     slope = np.polyfit(np.log(hs), np.log(ests), 1)[0]
     assert abs(slope - (tab.embedded_order + 1)) < 0.3, slope

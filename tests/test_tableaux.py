@@ -10,6 +10,7 @@ def _arrays(tab):
     A = np.zeros((tab.stages, tab.stages))
     for i, row in enumerate(tab.a):
         A[i, : len(row)] = row
+        A[i, i] = tab.diag(i)   # the diagonal of an implicit method
     return c, A
 
 

@@ -1,0 +1,138 @@
+"""Newton's method for the implicit stages of a diagonally implicit Runge–Kutta step.
+
+An implicit stage solves ``G(z) = z - base - hγ f(t, z) = 0`` for its stage value z. Newton's
+iteration ``z ← z - M⁻¹ G(z)`` with ``M = I - hγ J`` needs the Jacobian J = ∂f/∂z (from autograd:
+one vector–Jacobian product per state component) and an LU factorisation of M. Both are costly,
+so :class:`Newton` keeps them: J is reused across stages and steps while Newton converges fast,
+and M is refactorised only when hγ changes (all implicit stages of an ESDIRK share γ).
+
+Gradients never go through the iterations. Once z has converged (under ``no_grad``),
+:func:`implicit_stage` returns ``z - M*⁻¹ G(z)`` with the Jacobian at the solution and z itself
+detached: its value is z (one more Newton correction), and its derivative with respect to base
+and the parameters of f is exactly the implicit function theorem's, ``M*⁻¹ ∂G/∂(·)`` — one solve
+with the transposed factorisation in the backward pass.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .errors import NewtonConvergenceError
+
+
+class NewtonFailure(Exception):
+    """Raised inside a step when Newton's method does not converge (the step is rejected)."""
+
+
+class Newton:
+    """The Newton solver of one solve: its cached Jacobian and factorisation, and its counts."""
+
+    def __init__(self, func, rtol: float, atol: float, stats, *, max_iterations: int = 8,
+                 tol: float = 0.03):
+        self.func, self.rtol, self.atol, self.stats = func, rtol, atol, stats
+        self.max_iterations, self.tol = max_iterations, tol
+        self.jacobian = self.lu = None
+        self.h_gamma = None
+        self.fresh = False   # is the cached Jacobian from this step's start point?
+        self.last_iterations = 0
+
+    # --- the cached linear algebra ---------------------------------------------------------
+    def new_step(self, t: torch.Tensor, y: torch.Tensor, slow: bool) -> None:
+        """At the start of a step: re-evaluate J if none is cached or the last solve was slow."""
+        if self.jacobian is None or slow:
+            self.jacobian, calls = jacobian(self.func, t, y)
+            self.stats.n_jacobians += 1
+            self.stats.nfe += calls
+            self.lu, self.fresh = None, True
+        else:
+            self.fresh = False
+
+    def factor(self, h_gamma: float) -> None:
+        """Factorise M = I - hγJ, unless the cached M is for a hγ within 20%: Newton with a
+        slightly wrong M still converges (a little slower), and an LU costs O(n³)."""
+        if (self.lu is None or self.h_gamma is None
+                or abs(h_gamma / self.h_gamma - 1) > 0.2):
+            n = self.jacobian.shape[0]
+            eye = torch.eye(n, dtype=self.jacobian.dtype, device=self.jacobian.device)
+            self.lu = torch.linalg.lu_factor(eye - h_gamma * self.jacobian)
+            self.h_gamma = h_gamma
+            self.stats.n_lu += 1
+
+    def solve_linear(self, rhs: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.lu_solve(*self.lu, rhs.reshape(-1, 1)).view_as(rhs)
+
+    # --- one implicit stage ----------------------------------------------------------------
+    def solve(self, t: torch.Tensor, base: torch.Tensor, h_gamma: float,
+              guess: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """The stage value z with ``z = base + hγ f(t, z)``, under no_grad; returns
+        ``(z, iterations)``. Raises :class:`NewtonFailure` if it diverges or stalls."""
+        self.factor(h_gamma)
+        with torch.no_grad():
+            z, base = guess.detach().clone(), base.detach()
+            scale = z.abs().mul(self.rtol).add_(self.atol)
+            previous = None
+            for iteration in range(1, self.max_iterations + 1):
+                residual = z - base - h_gamma * self.func(t, z)
+                self.stats.nfe += 1
+                delta = self.solve_linear(residual)
+                z = z - delta
+                size = float(torch.linalg.vector_norm(delta / scale)) / math.sqrt(z.numel())
+                if not math.isfinite(size):
+                    raise NewtonFailure("Newton's iteration produced NaN/inf")
+                rate = size / previous if previous else 0.0
+                # converged when the update — or, for a linearly converging iteration, the
+                # remaining error rate/(1 - rate)·size — is well below the tolerance
+                if size <= self.tol or (0 < rate < 1 and rate / (1 - rate) * size <= self.tol):
+                    self.stats.n_newton_iterations += iteration
+                    return z, iteration
+                if rate >= 0.9:                 # diverging or stalled: give up on this step
+                    break
+                previous = size
+        self.stats.n_newton_iterations += self.max_iterations
+        raise NewtonFailure(f"Newton's method did not converge in {self.max_iterations} "
+                            "iterations")
+
+
+def jacobian(func, t: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """∂f/∂y at (t, y) as an (n × n) matrix of the flattened state, by reverse-mode autograd
+    (one vector–Jacobian product per row, batched with vmap where func allows it), and the
+    number of calls of func it made."""
+    shape = y.shape
+    flat = lambda z: func(t, z.view(shape)).reshape(-1)
+    with torch.enable_grad():
+        try:
+            J = torch.autograd.functional.jacobian(flat, y.detach().reshape(-1), vectorize=True)
+        except RuntimeError:   # func not vmap-able (e.g. data-dependent control flow)
+            J = torch.autograd.functional.jacobian(flat, y.detach().reshape(-1))
+    return J.detach(), 1   # (the jacobian evaluates func once and reverses it n times)
+
+
+def implicit_stage(func, t: torch.Tensor, base: torch.Tensor, h_gamma: float,
+                   z: torch.Tensor, stats) -> torch.Tensor:
+    """The converged stage value z, made differentiable by the implicit function theorem
+    (see the module docstring). A no-op when no gradient can flow."""
+    if not torch.is_grad_enabled() or not (base.requires_grad or _may_need_grad(func)):
+        return z
+    z = z.detach()
+    J, calls = jacobian(func, t, z)
+    stats.n_jacobians += 1
+    stats.n_lu += 1
+    stats.nfe += calls + 1
+    eye = torch.eye(J.shape[0], dtype=J.dtype, device=J.device)
+    lu = torch.linalg.lu_factor(eye - h_gamma * J)
+    residual = z - base - h_gamma * func(t, z)          # ≈ 0, differentiable in base and θ
+    return z - torch.linalg.lu_solve(*lu, residual.reshape(-1, 1)).view_as(z)
+
+
+def _may_need_grad(func) -> bool:
+    """Could f carry parameters that need gradients? (Unwraps nodelib's func wrappers; a plain
+    function may close over such tensors, so it is assumed to.)"""
+    while hasattr(func, "func") and not isinstance(func, torch.nn.Module):
+        func = func.func
+    if isinstance(func, torch.nn.Module):
+        return any(p.requires_grad for p in func.parameters())
+    return True
+
+
+__all__ = ["Newton", "NewtonFailure", "NewtonConvergenceError", "jacobian", "implicit_stage"]

@@ -1,10 +1,12 @@
 """``odeint_adjoint``: the forward solve without a graph, gradients by an adjoint strategy.
 
-``strategy="backsolve"`` (the default) is the continuous adjoint of Chen et al. 2018
-(Algorithm 2): the forward pass keeps only the outputs, so memory does not grow with the number of
-solver steps, and the backward pass integrates the augmented state of
-:mod:`nodelib.adjoint_state` from t_N down to t_0, interval by interval, adding ∂L/∂z(t_i) to
-``a`` at each output time and restarting z from the stored forward output there.
+* ``strategy="backsolve"`` (the default) is the continuous adjoint of Chen et al. 2018
+  (Algorithm 2): the forward pass keeps only the outputs, so memory does not grow with the number
+  of solver steps, and the backward pass integrates the augmented state of
+  :mod:`nodelib.adjoint_state` from t_N down to t_0, interval by interval, adding ∂L/∂z(t_i) to
+  ``a`` at each output time and restarting z from the stored forward output there.
+* ``strategy="checkpoint"`` (:mod:`nodelib.checkpoint`) gives the exact gradient of the discrete
+  forward solve, re-running it segment by segment from stored checkpoints.
 """
 from __future__ import annotations
 
@@ -16,13 +18,14 @@ import torch
 from torch import nn
 
 from .adjoint_state import AdjointDynamics, AdjointLayout, adjoint_norm
+from .checkpoint import DEFAULT_CHECKPOINTS, Checkpoints, checkpoint_backward
 from .config import SolveConfig, get_tableau, make_config
 from .control import rms_norm
 from .odeint import solve_problem
 from .problem import Problem, find_callbacks, prepare
 from .stats import PassStats, SolverStats
 
-STRATEGIES = ("backsolve",)
+STRATEGIES = ("backsolve", "checkpoint")
 
 
 def odeint_adjoint(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9,
@@ -59,6 +62,13 @@ def odeint_adjoint(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9,
         norm_choice=norm_choice,
         backward_callbacks=find_callbacks(func, None, problem.y0, suffix="_adjoint"),
         event_fn=event_fn)
+    if strategy == "checkpoint":
+        if event_fn is not None:
+            raise ValueError("strategy='checkpoint' does not handle events yet; use backsolve")
+        count = (adjoint_options or {}).get("checkpoints", DEFAULT_CHECKPOINTS)
+        ys = _CheckpointAdjoint.apply(problem, params, stats, count, problem.y0, problem.t,
+                                      *params)
+        return problem.unflatten(ys)
     if event_fn is not None:
         event_t, ys = _BacksolveAdjoint.apply(settings, problem.y0, problem.t, *params)
         return event_t, problem.unflatten(ys)
@@ -84,7 +94,8 @@ def _backward_config(problem, method, adjoint_method, adjoint_rtol, adjoint_atol
     if adjoint_options is None:   # inherit the forward options, but not the forward norm
         adjoint_options = dict(options or {}) if same_method else {}
         adjoint_options.pop("norm", None)
-    adjoint_options = {k: v for k, v in adjoint_options.items() if k != "norm"}
+    adjoint_options = {k: v for k, v in adjoint_options.items()
+                       if k not in ("norm", "checkpoints")}
     a_rtol = rtol if adjoint_rtol is None else adjoint_rtol
     a_atol = atol if adjoint_atol is None else adjoint_atol
     return make_config(adjoint_method or method, a_rtol, a_atol, adjoint_options)
@@ -115,6 +126,29 @@ class _BacksolveAdjoint(torch.autograd.Function):
         a, a_params, grad_t = _backsolve(s, t, ys, grad_ys, want_t)
         grad_params = [g.view_as(p) for g, p in zip(a_params, s.params)]
         return (None, a.view(ys.shape[1:]), grad_t, *grad_params)
+
+
+class _CheckpointAdjoint(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, problem, params, stats, count, y0, t, *param_tensors):
+        pass_stats = stats.forward if stats is not None else PassStats()
+        keep = Checkpoints(count)
+        with torch.no_grad():
+            solution = solve_problem(problem, pass_stats, record_trace=stats is not None,
+                                     keep=keep)
+        ctx.problem, ctx.params, ctx.stats = problem, params, stats
+        ctx.solution, ctx.keep = solution, keep
+        return solution.ys
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_ys):
+        stats = ctx.stats.backward if ctx.stats is not None else PassStats()
+        a, grad_params, grad_t = checkpoint_backward(
+            ctx.problem, ctx.params, ctx.solution, ctx.keep, grad_ys, stats,
+            want_t=ctx.needs_input_grad[5])
+        return (None, None, None, None, a, grad_t, *grad_params)
 
 
 def _backsolve(s: BacksolveSettings, t: torch.Tensor, ys: torch.Tensor, grad_ys: torch.Tensor,

@@ -67,7 +67,7 @@ class _OutputTimes:
 
 def fixed_grid(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
                stats: PassStats, *, callbacks=None, event=None, record_trace: bool = False,
-               **_) -> Solution:
+               keep=None, **_) -> Solution:
     """Steps on the grid of :func:`_grid`. Outputs between grid points come from cubic Hermite
     interpolation (error O(h⁴), below that of the methods up to rk4), so asking for many outputs
     never adds steps. ``options["perturb"]`` evaluates f just after each grid point and just
@@ -78,6 +78,8 @@ def fixed_grid(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
     y, t, f = y0, times[0], None
     nfe = 0
     newton = _newton(func, config, stats)
+    if keep is not None:
+        keep.offer(0, t, y, None)
     try:
         for t1 in _grid(func, y0, times, config, event is not None):
             h = t1 - t
@@ -110,6 +112,8 @@ def fixed_grid(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
                 outputs.after_step(t, t1, y1, interpolant)
             # the end slope, if interpolation needed it, is the next step's first stage
             t, y, f = t1, y1, None if config.perturb else slopes.get("f1")
+            if keep is not None:
+                keep.offer(len(solution.step_h), t, y, None)
     finally:
         stats.nfe += nfe
         stats.n_accepted += len(solution.step_h)
@@ -195,7 +199,7 @@ def _check_finite_outputs(out: torch.Tensor, times: list[float]) -> None:
 
 def adaptive(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
              stats: PassStats, *, callbacks=None, event=None, record_trace: bool = False,
-             h0: float | None = None) -> Solution:
+             h0: float | None = None, keep=None) -> Solution:
     """``h0``: the first step (e.g. the ``h_next`` of the solve before: the adjoint's backward
     pass chains its intervals this way instead of re-estimating a first step for each)."""
     time, tableau, control = time_factory(y0), config.tableau, config.controller
@@ -220,6 +224,8 @@ def adaptive(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
     n_steps = n_accepted = newton_failures = 0
     ratio = 0.0
     newton = _newton(func, config, stats)
+    if keep is not None:   # checkpoints for strategy="checkpoint" (nodelib.checkpoint)
+        keep.offer(0, t, y0, f0)
     try:
         while not (event.found if event is not None else outputs.done):
             if n_steps >= config.max_num_steps:
@@ -286,6 +292,8 @@ def adaptive(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
                 landmarks.passed(t1)
                 t, y, f0 = t1, y1, f1
                 n_accepted += 1
+                if keep is not None:
+                    keep.offer(n_accepted, t, y, f0)
             else:
                 if callbacks is not None:
                     callbacks.reject(t, y, h)

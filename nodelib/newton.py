@@ -7,10 +7,9 @@ so :class:`Newton` keeps them: J is reused across stages and steps while Newton 
 and M is refactorised only when hγ changes (all implicit stages of an ESDIRK share γ).
 
 Gradients never go through the iterations. Once z has converged (under ``no_grad``),
-:func:`implicit_stage` returns ``z - M*⁻¹ G(z)`` with the Jacobian at the solution and z itself
-detached: its value is z (one more Newton correction), and its derivative with respect to base
-and the parameters of f is exactly the implicit function theorem's, ``M*⁻¹ ∂G/∂(·)`` — one solve
-with the transposed factorisation in the backward pass.
+:func:`implicit_stage` attaches it to the graph by the implicit function theorem: its derivative
+with respect to base and the parameters of f is ``M*⁻¹ ∂G/∂(·)`` with M* at the solution — one
+solve with the transposed factorisation in the backward pass.
 """
 from __future__ import annotations
 
@@ -110,29 +109,40 @@ def jacobian(func, t: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]
 
 def implicit_stage(func, t: torch.Tensor, base: torch.Tensor, h_gamma: float,
                    z: torch.Tensor, stats) -> torch.Tensor:
-    """The converged stage value z, made differentiable by the implicit function theorem
-    (see the module docstring). A no-op when no gradient can flow."""
-    if not torch.is_grad_enabled() or not (base.requires_grad or _may_need_grad(func)):
+    """The converged stage value z, made differentiable by the implicit function theorem.
+
+    ``r = z - base - hγ f(t, z)`` (z detached) carries the dependence on base and on f's
+    parameters; the result is ``z - M*⁻¹ r`` with M* = I - hγ ∂f/∂z at z. Its value is z (r is
+    zero at convergence, so the correction is not even computed), and its gradient is the IFT's.
+    The Jacobian at z and its LU are built only if a backward pass actually runs."""
+    if not torch.is_grad_enabled():
         return z
     z = z.detach()
-    J, calls = jacobian(func, t, z)
-    stats.n_jacobians += 1
-    stats.n_lu += 1
-    stats.nfe += calls + 1
-    eye = torch.eye(J.shape[0], dtype=J.dtype, device=J.device)
-    lu = torch.linalg.lu_factor(eye - h_gamma * J)
-    residual = z - base - h_gamma * func(t, z)          # ≈ 0, differentiable in base and θ
-    return z - torch.linalg.lu_solve(*lu, residual.reshape(-1, 1)).view_as(z)
+    residual = z - base - h_gamma * func(t, z)
+    stats.nfe += 1
+    if not residual.requires_grad:   # nothing upstream needs a gradient
+        return z
+    return z + _InverseCorrection.apply(residual, func, t, z, h_gamma, stats)
 
 
-def _may_need_grad(func) -> bool:
-    """Could f carry parameters that need gradients? (Unwraps nodelib's func wrappers; a plain
-    function may close over such tensors, so it is assumed to.)"""
-    while hasattr(func, "func") and not isinstance(func, torch.nn.Module):
-        func = func.func
-    if isinstance(func, torch.nn.Module):
-        return any(p.requires_grad for p in func.parameters())
-    return True
+class _InverseCorrection(torch.autograd.Function):
+    """Value 0; backward: ``grad_r = -M*⁻ᵀ grad`` (one solve with the transposed LU)."""
+
+    @staticmethod
+    def forward(ctx, residual, func, t, z, h_gamma, stats):
+        ctx.func, ctx.t, ctx.z, ctx.h_gamma, ctx.stats = func, t, z, h_gamma, stats
+        return torch.zeros_like(residual)
+
+    @staticmethod
+    def backward(ctx, grad):
+        J, calls = jacobian(ctx.func, ctx.t, ctx.z)
+        ctx.stats.n_jacobians += 1
+        ctx.stats.n_lu += 1
+        ctx.stats.nfe += calls
+        eye = torch.eye(J.shape[0], dtype=J.dtype, device=J.device)
+        lu = torch.linalg.lu_factor(eye - ctx.h_gamma * J)
+        w = torch.linalg.lu_solve(*lu, grad.reshape(-1, 1), adjoint=True).view_as(grad)
+        return -w, None, None, None, None, None
 
 
 __all__ = ["Newton", "NewtonFailure", "NewtonConvergenceError", "jacobian", "implicit_stage"]

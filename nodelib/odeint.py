@@ -69,7 +69,8 @@ def odesolve(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, method: str
 
 
 def solve_problem(problem: Problem, stats: PassStats, *, event_fn=None,
-                  record_trace: bool = False, h0: float | None = None, callbacks="default"):
+                  record_trace: bool = False, h0: float | None = None, callbacks="default",
+                  keep=None):
     """Run the integrator on a prepared problem (flat states in, a Solution out)."""
     times = problem.times
     t = problem.t
@@ -86,7 +87,8 @@ def solve_problem(problem: Problem, stats: PassStats, *, event_fn=None,
         times = [times[0], times[0] + (float("inf") if times[1] > times[0] else -float("inf"))]
     callbacks = problem.callbacks if callbacks == "default" else callbacks
     solution = integrate(problem.func, problem.y0, times, problem.config, stats,
-                         callbacks=callbacks, event=event, record_trace=record_trace, h0=h0)
+                         callbacks=callbacks, event=event, record_trace=record_trace, h0=h0,
+                         keep=keep)
     solution.t = t
     if event is not None:
         solution.event_t = torch.tensor(event.t_event, dtype=t.dtype, device=t.device)

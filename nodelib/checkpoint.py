@@ -1,0 +1,142 @@
+"""``odeint_adjoint(..., strategy="checkpoint")``: the exact gradient of the discrete forward
+solve, in bounded memory.
+
+Backprop through the solver (:func:`nodelib.odeint`) records every step's graph: memory grows
+with the number of steps. The continuous adjoint (``"backsolve"``) stores nothing but solves a
+second ODE backwards, whose result is the gradient only up to the solver's error (and
+reconstructing z backwards can drift). Checkpointing does neither: the forward solve runs
+without a graph and keeps the state at every k-th accepted step (at most ``checkpoints`` of
+them: when the list is full every other one is dropped and k doubles). The backward pass
+re-runs one segment at a time, from its checkpoint, with exactly the forward's step sizes,
+records that segment's graph, backpropagates through it, and moves to the previous segment.
+Memory: the checkpoints plus one segment's graph. Cost: one extra forward solve.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .integrators import _LINEAR, _OutputTimes, _newton, _nudge, time_factory
+from .interpolation import CUBIC_HERMITE, interpolate
+from .newton import NewtonFailure
+from .errors import ODESolverError
+from .stepper import rk_step
+
+DEFAULT_CHECKPOINTS = 64
+
+
+class Checkpoints:
+    """States (and, for adaptive methods, the first slope) at every k-th accepted step."""
+
+    def __init__(self, max_count: int = DEFAULT_CHECKPOINTS):
+        if int(max_count) < 2:
+            raise ValueError(f"adjoint_options['checkpoints'] must be at least 2, "
+                             f"got {max_count}")
+        self.max_count, self.every, self.kept = int(max_count), 1, []
+
+    def offer(self, index: int, t: float, y: torch.Tensor, f) -> None:
+        if index % self.every:
+            return
+        self.kept.append((index, t, y.detach(), None if f is None else f.detach()))
+        if len(self.kept) > self.max_count:
+            self.kept, self.every = self.kept[::2], 2 * self.every
+
+
+def checkpoint_backward(problem, params, solution, checkpoints: Checkpoints, grad_ys,
+                        stats, want_t: bool):
+    """Gradients (∂L/∂y0, ∂L/∂θ per parameter, ∂L/∂t or None) by re-running the segments."""
+    func, config, t = problem.func, problem.config, problem.t
+    times = t.tolist()
+    ends = solution.step_t[1:] + [times[-1]]
+    steps = list(zip(solution.step_t, ends))
+    kept = checkpoints.kept
+    bounds = [index for index, *_ in kept] + [len(steps)]
+    direction = math.copysign(1.0, times[-1] - times[0])
+    a_y = torch.zeros_like(problem.y0)
+    a_f = None
+    grad_params = [torch.zeros_like(p) for p in params]
+    newton = _newton(func, config, stats)
+    for j in range(len(kept) - 1, -1, -1):
+        _, t_start, y_ckpt, f_ckpt = kept[j]
+        segment = steps[bounds[j]:bounds[j + 1]]
+        if not segment:
+            continue
+        t_end = segment[-1][1]
+        outs = [i for i, s in enumerate(times)
+                if direction * (s - t_start) > 0 and direction * (s - t_end) <= 0]
+        with torch.enable_grad():
+            y = y_ckpt.detach().requires_grad_(True)
+            carried_f = config.adaptive and j > 0
+            f0 = f_ckpt.detach().requires_grad_(True) if carried_f else None
+            ys, y_end, f_end = _replay(func, config, segment, y, f0, [times[i] for i in outs],
+                                       newton, stats)
+            total = (a_y * y_end).sum()
+            if outs:
+                total = total + (grad_ys[outs] * ys).sum()
+            if a_f is not None and f_end is not None:
+                total = total + (a_f * f_end).sum()
+            inputs = [y] + ([f0] if carried_f else []) + list(params)
+            grads = torch.autograd.grad(total, inputs, allow_unused=True)
+        a_y = grads[0]
+        a_f = grads[1] if carried_f else None
+        for k, g in enumerate(grads[1 + int(carried_f):]):
+            if g is not None:
+                grad_params[k] += g
+    grad_t = None
+    if want_t:   # the exact-flow formulas, as for odeint and backsolve: moving t0 moves the
+        # start of the trajectory (not the output ys[0] = y0 itself)
+        with torch.no_grad():
+            slopes = [func(t[i], solution.ys[i]) for i in range(len(times))]
+        stats.nfe += len(times)
+        grad_t = torch.stack([(grad_ys[i] * slopes[i]).sum() for i in range(len(times))])
+        grad_t[0] = -(a_y * slopes[0]).sum()
+    return a_y + grad_ys[0], grad_params, grad_t
+
+
+def _replay(func, config, segment, y, f0, out_times, newton, stats):
+    """Re-run the forward's steps ``segment`` (pairs (t, t1)) from y, recording the graph;
+    returns (outputs at out_times, y at the end, the next step's first slope or None)."""
+    tableau, time = config.tableau, time_factory(y)
+    outputs = _OutputTimes([segment[0][0]] + out_times, y, snap=0.0 if config.adaptive else 1e-9)
+    nfe = 0
+    for t, t1 in segment:
+        h = t1 - t
+        jump = config.adaptive and t1 in config.jump_t
+        if f0 is None and not tableau.diag(0):
+            f0 = func(_nudge(time(t), t1) if config.perturb else time(t), y)
+            nfe += 1
+        end_time = (_nudge(time(t1), t) if (jump or config.perturb) else None)
+        try:
+            y1, ks = rk_step(func, t, y, f0, h, tableau, time, end_time=end_time, newton=newton)
+        except NewtonFailure as failure:
+            raise ODESolverError(f"re-running the step from t={t:.6g} for the checkpointed "
+                                 f"gradient: {failure}") from None
+        nfe += tableau.stages - 1 if newton is None else 0
+        if config.adaptive:
+            if not tableau.fsal:
+                ks.append(func(time(t1), y1))
+                nfe += 1
+            interpolant = lambda th, y=y, ks=ks, h=h: interpolate(y, ks, h, th, tableau.dense)
+        else:
+            interpolant = _fixed_interpolant(func, config, time, y, f0, y1, t1, h)
+        outputs.after_step(t, t1, y1, interpolant)
+        if config.adaptive:
+            f0 = ks[-1]
+            if jump:
+                f0 = func(_nudge(time(t1), t1 + h), y1)
+                nfe += 1
+        else:
+            f0 = None
+        y = y1
+    stats.nfe += nfe
+    ys = outputs.stacked()[1:]
+    return ys, y, f0
+
+
+def _fixed_interpolant(func, config, time, y, f, y1, t1, h):
+    def interpolant(thetas):
+        if config.interp == "linear":
+            return interpolate(y, [(y1 - y) / h], h, thetas, _LINEAR)
+        return interpolate(y, [f, (y1 - y) / h, func(time(t1), y1)], h, thetas, CUBIC_HERMITE)
+    return interpolant

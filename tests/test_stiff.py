@@ -1,0 +1,138 @@
+"""Implicit methods on stiff problems: accuracy against scipy's BDF, Newton's bookkeeping,
+gradients through implicit steps (implicit function theorem), clear failures."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import solve_ivp
+
+from nodelib import (ADAPTIVE_METHODS, FIXED_STEP_METHODS, TABLEAUX, MaxStepsExceededError,
+                     SolverStats, odeint, odeint_adjoint)
+from nodelib.errors import NewtonConvergenceError
+
+F64 = torch.float64
+IMPLICIT = [m for m in TABLEAUX if TABLEAUX[m].implicit]
+
+
+def robertson(t, y):
+    y1, y2, y3 = y[..., 0], y[..., 1], y[..., 2]
+    return torch.stack([-0.04 * y1 + 1e4 * y2 * y3,
+                        0.04 * y1 - 1e4 * y2 * y3 - 3e7 * y2 ** 2,
+                        3e7 * y2 ** 2], dim=-1)
+
+
+def _scipy_robertson(t_end):
+    f = lambda t, y: robertson(t, torch.tensor(y)).numpy()
+    return solve_ivp(f, (0.0, t_end), [1.0, 0.0, 0.0], method="BDF", rtol=1e-10,
+                     atol=1e-14).y[:, -1]
+
+
+def test_implicit_methods_are_listed():
+    assert {"implicit_euler", "implicit_midpoint", "trapezoid"} <= set(FIXED_STEP_METHODS)
+    assert "kvaerno3" in ADAPTIVE_METHODS
+
+
+def test_robertson_to_1e5():
+    """Rate constants over nine orders of magnitude: kvaerno3 reaches t = 1e5 in a few hundred
+    steps, where an explicit method runs out of steps long before."""
+    y0 = torch.tensor([1.0, 0.0, 0.0], dtype=F64)
+    t = torch.tensor([0.0, 1e5], dtype=F64)
+    stats = SolverStats()
+    ys = odeint(robertson, y0, t, rtol=1e-6, atol=1e-10, method="kvaerno3", stats=stats)
+    ref = _scipy_robertson(1e5)
+    # rtol 1e-6 per step over ~600 steps: a few 1e-5 relative in y1, y3 at the end
+    assert np.allclose(ys[-1].numpy(), ref, rtol=1e-4, atol=1e-9)
+    assert stats.forward.n_accepted < 2000
+    assert 0 < stats.forward.n_lu < stats.forward.n_accepted   # the LU is reused across steps
+    with pytest.raises(MaxStepsExceededError):
+        odeint(robertson, y0, t, rtol=1e-6, atol=1e-10, method="bosh3",
+               options={"max_num_steps": 20000})
+
+
+def test_van_der_pol_mu_1000():
+    mu = 1000.0
+    f = lambda t, y: torch.stack([y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]])
+    ref = solve_ivp(lambda t, y: [y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]], (0, 1000.0),
+                    [2.0, 0.0], method="BDF", rtol=1e-10, atol=1e-12).y[:, -1]
+    ys = odeint(f, torch.tensor([2.0, 0.0], dtype=F64), torch.tensor([0.0, 1000.0], dtype=F64),
+                rtol=1e-7, atol=1e-7, method="kvaerno3")
+    # the slow branch x ≈ -1.8…-1: agreement to ~1e-4 (tolerance amplified by the fast jumps)
+    assert abs(ys[-1, 0].item() - ref[0]) < 1e-3
+
+
+@pytest.mark.parametrize("method", ["implicit_euler", "implicit_midpoint", "trapezoid"])
+def test_fixed_implicit_methods_are_a_stable(method):
+    """y' = -1000 y with h = 0.1 (hλ = -100): explicit Euler explodes, these do not."""
+    ys = odeint(lambda t, y: -1000.0 * y, torch.ones(1, dtype=F64),
+                torch.tensor([0.0, 1.0], dtype=F64), method=method, options={"step_size": 0.1})
+    assert abs(ys[-1].item()) <= 1.0
+    if method == "implicit_euler":   # L-stable: R(-100) = 1/101 per step
+        assert abs(ys[-1].item() - 101.0 ** -10) < 1e-25
+
+
+def test_newton_counts():
+    stats = SolverStats()
+    odeint(lambda t, y: -50 * (y - torch.cos(t)), torch.zeros(1, dtype=F64),
+           torch.tensor([0.0, 2.0], dtype=F64), method="kvaerno3", stats=stats)
+    s = stats.forward
+    # three implicit stages per attempted step, each at least one Newton iteration
+    assert s.n_newton_iterations >= 3 * (s.n_accepted + s.n_rejected)
+    assert s.n_jacobians >= 1 and s.n_lu >= 1
+
+
+def _linear_field():
+    A = torch.tensor([[-100.0, 1.0], [0.5, -2.0]], dtype=F64, requires_grad=True)
+    return A, (lambda t, y: y @ A.T)
+
+
+@pytest.mark.parametrize("method", IMPLICIT)
+def test_gradients_through_implicit_steps_match_finite_differences(method):
+    """Backprop through implicit steps (IFT, never the Newton iterations) against central
+    differences of the same discrete solve."""
+    options = {"step_size": 0.05} if method in FIXED_STEP_METHODS else None
+    t = torch.tensor([0.0, 0.5], dtype=F64)
+    y0 = torch.tensor([1.0, -0.5], dtype=F64, requires_grad=True)
+    A, f = _linear_field()
+    kw = dict(method=method, options=options, rtol=1e-8, atol=1e-10)
+    loss = lambda y0_, A_: odeint(lambda t, y: y @ A_.T, y0_, t, **kw)[-1].pow(2).sum()
+    loss(y0, A).backward()
+    eps = 1e-6
+    for tensor, grad in ((y0, y0.grad), (A, A.grad)):
+        for idx in np.ndindex(*tensor.shape):
+            plus, minus = tensor.detach().clone(), tensor.detach().clone()
+            plus[idx] += eps
+            minus[idx] -= eps
+            args = lambda x: (x, A.detach()) if tensor is y0 else (y0.detach(), x)
+            with torch.no_grad():
+                fd = (loss(*args(plus)) - loss(*args(minus))) / (2 * eps)
+            # central differences: O(eps²) truncation plus Newton's tolerance / eps
+            assert abs(grad[idx].item() - fd.item()) < 1e-5 * max(1.0, abs(fd.item())), idx
+
+
+def test_adjoint_with_implicit_adjoint_method():
+    A, f = _linear_field()
+    y0 = torch.tensor([1.0, -0.5], dtype=F64, requires_grad=True)
+    t = torch.tensor([0.0, 1.0], dtype=F64)
+    ys = odeint_adjoint(f, y0, t, method="kvaerno3", adjoint_method="kvaerno3",
+                        adjoint_params=(A,), rtol=1e-6, atol=1e-8)
+    ys[-1].pow(2).sum().backward()
+    exact = torch.linalg.matrix_exp(A.detach())          # y(1) = e^A y0
+    y1 = exact @ y0.detach()
+    # forward and backward solves each at rtol 1e-6: the gradient to ~1e-4 relative
+    assert torch.allclose(y0.grad, 2 * exact.T @ y1, rtol=1e-4, atol=1e-8)
+
+
+def test_newton_failure_names_the_time():
+    """f blows up for y > 1: implicit Euler's Newton iteration cannot converge past it."""
+    f = lambda t, y: torch.where(t > 0.5, y ** 2 * 1e8, -y)
+    with pytest.raises(NewtonConvergenceError, match=r"t=0\.5"):
+        odeint(f, torch.ones(1, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64),
+               method="implicit_euler", options={"step_size": 0.5})
+
+
+def test_implicit_follows_dtype():
+    ys = odeint(lambda t, y: -20 * y, torch.ones(3, dtype=torch.float32),
+                torch.tensor([0.0, 1.0]), method="kvaerno3", rtol=1e-4, atol=1e-6)
+    assert ys.dtype == torch.float32
+    assert abs(ys[-1, 0].item() - math.exp(-20)) < 1e-5

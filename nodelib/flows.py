@@ -240,7 +240,8 @@ class CNF(nn.Module):
                   generator: torch.Generator | None = None):
         """Solve the pair ``(z, log p)`` from ``t[0]`` through every ``t[i]``; returns the
         states ``(zs, logps)`` with a leading time axis. One Hutchinson probe per call."""
-        t = torch.as_tensor(t).to(device=z.device, dtype=z.dtype)
+        t = (t.to(device=z.device, dtype=z.dtype) if isinstance(t, torch.Tensor)   # no float32
+             else torch.as_tensor(t, device=z.device, dtype=z.dtype))           # detour
         if self.dynamics.trace == "hutchinson":
             self.dynamics.draw_noise(z, generator)
         self.stats = SolverStats()

@@ -26,7 +26,9 @@ class ODEBlock(nn.Module):
         self.stats = SolverStats()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.trajectory(x, torch.tensor([0.0, self.t1]))[-1]
+        # times built in x's dtype: a float32 detour would move t1 = 0.8 by ~1e-8
+        return self.trajectory(x, torch.tensor([0.0, self.t1], dtype=x.dtype,
+                                               device=x.device))[-1]
 
     def trajectory(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """States at every time in ``t`` (for plots of the flow)."""

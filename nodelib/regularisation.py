@@ -22,10 +22,9 @@ solver settings). :func:`steer_end_time` draws STEER's random end time.
 By default the penalty components are left out of the adaptive solver's error control
 (``control_penalties=False``): they never feed back into the dynamics, so controlling their error
 would only add steps, and the steps taken are then exactly those of the unregularised solve of
-the same field. (Backprop solves only: ``odeint_adjoint`` does not yet use a custom forward norm,
-so with ``adjoint=True`` the penalties are controlled too; a non-smooth integrand, such as the
-Jacobian norm of a ReLU field, then costs many extra steps.) Penalties have shape ``(batch, n_terms)`` and are positive whichever direction
-the solve runs in. Everything follows the input tensor's device and dtype.
+the same field — with backprop and with the adjoint alike (whose backward solve also measures
+z and a with that norm). Penalties have shape ``(batch, n_terms)`` and are positive whichever
+direction the solve runs in. Everything follows the input tensor's device and dtype.
 """
 from __future__ import annotations
 
@@ -34,10 +33,9 @@ import math
 import torch
 from torch import nn
 
-from .adjoint import odeint_adjoint
 from .control import rms_norm
 from .flows import CNF, exact_trace, sample_noise
-from .odeint import odeint
+from .gradients import gradient_mode, solve_with_gradient
 from .stats import SolverStats
 
 BUILT_IN_TERMS = ("kinetic", "jacobian")
@@ -222,19 +220,15 @@ def odeint_with_penalties(dynamics: RegularisedDynamics, y0, t, *, adjoint: bool
     if dynamics.needs_noise:
         dynamics.draw_noise(z0, generator)
     r0 = z0.new_zeros(z0.shape[0], len(dynamics.terms))
-    if not control_penalties and not adjoint:
+    if not control_penalties:
         # the norm sees the tuple state (as torchdiffeq calls it): RMS over its solution parts
         n_parts = len(parts)
         options["norm"] = lambda x: rms_norm(torch.cat([p.reshape(-1) for p in x[:n_parts]]))
-    kw = dict(rtol=rtol, atol=atol, method=method, options=options, stats=stats)
-    if adjoint:
-        # odeint_adjoint's forward solve does not (yet) pass options["norm"] on to the
-        # integrator, so there the penalties are error-controlled like the rest of the state.
-        # Its backward solve gets its own (default) options, not a copy of the forward ones.
-        kw["adjoint_options"] = {} if adjoint_options is None else adjoint_options
-        out = odeint_adjoint(dynamics, parts + (r0,), t, **kw)
-    else:
-        out = odeint(dynamics, parts + (r0,), t, **kw)
+    # the backward solve gets its own (default) options, not a copy of the forward ones
+    out = solve_with_gradient(
+        dynamics, parts + (r0,), t, gradient=gradient_mode(adjoint), rtol=rtol, atol=atol,
+        method=method, options=options, stats=stats,
+        adjoint_options={} if adjoint_options is None else adjoint_options)
     sign = 1.0 if float(t[-1]) > float(t[0]) else -1.0
     solution = out[0] if expected == 1 else out[:2]
     return solution, sign * out[-1]

@@ -71,13 +71,18 @@ class AdjointDynamics:
     def __call__(self, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         layout = self.layout
         z, a, _, _ = layout.unpack(s)
+        # An implicit adjoint_method differentiates these dynamics (Newton's Jacobian): then
+        # they must stay differentiable in s, so z is not cut off and the VJP keeps its graph.
+        differentiable = s.requires_grad
         with torch.enable_grad():
-            z = z.detach().requires_grad_(True)
+            if not differentiable:
+                z = z.detach().requires_grad_(True)
             t = t.detach().requires_grad_(layout.want_t)
             f = self.func(t, z)
             inputs = (z, t, *self.params) if layout.want_t else (z, *self.params)
             if f.requires_grad:
-                vjps = torch.autograd.grad(f, inputs, -a, allow_unused=True)
+                vjps = torch.autograd.grad(f, inputs, -a, allow_unused=True,
+                                           create_graph=differentiable)
             else:   # f depends on none of them (e.g. on t only, with no gradient wanted)
                 vjps = (None,) * len(inputs)
         sizes = [layout.n] + ([1] if layout.want_t else []) + list(layout.param_numels)

@@ -138,5 +138,6 @@ def _fixed_interpolant(func, config, time, y, f, y1, t1, h):
     def interpolant(thetas):
         if config.interp == "linear":
             return interpolate(y, [(y1 - y) / h], h, thetas, _LINEAR)
-        return interpolate(y, [f, (y1 - y) / h, func(time(t1), y1)], h, thetas, CUBIC_HERMITE)
+        f0 = f if f is not None else func(time(t1 - h), y)
+        return interpolate(y, [f0, (y1 - y) / h, func(time(t1), y1)], h, thetas, CUBIC_HERMITE)
     return interpolant

@@ -103,6 +103,9 @@ def fixed_grid(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
                     return interpolate(y, [(y1 - y) / h], h, thetas, _LINEAR)
                 slopes["f1"] = func(time(t1), y1)
                 nfe += 1
+                if f is None:   # a first implicit stage needed no f0; the cubic does
+                    f = func(time(t1 - h), y)
+                    nfe += 1
                 return interpolate(y, [f, (y1 - y) / h, slopes["f1"]], h, thetas, CUBIC_HERMITE)
 
             if event is not None:

@@ -69,7 +69,9 @@ class Newton:
         self.factor(h_gamma)
         with torch.no_grad():
             z, base = guess.detach().clone(), base.detach()
-            scale = z.abs().mul(self.rtol).add_(self.atol)
+            # an update below the dtype's resolution cannot be asked for: rtol floored at 100 eps
+            rtol = max(self.rtol, 100 * torch.finfo(z.dtype).eps)
+            scale = z.abs().mul(rtol).add_(self.atol)
             previous = None
             for iteration in range(1, self.max_iterations + 1):
                 residual = z - base - h_gamma * self.func(t, z)

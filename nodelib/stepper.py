@@ -48,7 +48,7 @@ def rk_step(func, t: float, y: torch.Tensor, f0: torch.Tensor, h: float,
     ``ks[-1] = f(t + h, y1)``, which the next step reuses. An implicit tableau needs ``newton``
     (a :class:`~nodelib.newton.Newton`) and may raise :class:`~nodelib.newton.NewtonFailure`."""
     if tableau.implicit:
-        return _implicit_step(func, t, y, f0, h, tableau, time, newton)
+        return _implicit_step(func, t, y, f0, h, tableau, time, newton, end_time)
     ks = [f0]
     yi = y
     for i in range(1, tableau.stages):
@@ -63,15 +63,22 @@ def rk_step(func, t: float, y: torch.Tensor, f0: torch.Tensor, h: float,
     return y1, ks
 
 
-def _implicit_step(func, t, y, f0, h, tableau, time, newton):
+def _implicit_step(func, t, y, f0, h, tableau, time, newton, end_time=None):
     """A diagonally implicit step: each stage with a_ii ≠ 0 solves
     ``z = base + h a_ii f(t_i, z)`` (Newton), and its slope is ``k = (z - base)/(h a_ii)``,
     exact at the solution and free of another evaluation of f."""
     from .newton import implicit_stage
-    newton.new_step(time(t), y, slow=not newton.fresh and newton.last_iterations > 2)
+    stage_time = lambda i: (end_time if end_time is not None and tableau.c[i] == 1.0
+                            else time(t + tableau.c[i] * h))
+    # the Jacobian is taken at the step's start (just after it, when the step avoids its own
+    # end points: options["perturb"], or a jump of f at t + h)
+    t_jac = time(t)
+    if end_time is not None:
+        t_jac = torch.nextafter(t_jac, torch.full_like(t_jac, t + h))
+    newton.new_step(t_jac, y, slow=not newton.fresh and newton.last_iterations > 2)
     ks, z = [], y
     for i in range(tableau.stages):
-        ti = time(t + tableau.c[i] * h)
+        ti = stage_time(i)
         base = _combine(y, ks, tableau.stage_terms[i], None, h) if i else y
         gamma = tableau.diag(i)
         if gamma == 0.0:   # an explicit stage (the first of an ESDIRK: f0 itself)

@@ -1,0 +1,397 @@
+"""Latent ODEs (Chen et al. 2018, Section 5) and ODE-RNN encoders (Rubanova et al. 2019).
+
+A latent ODE is a variational autoencoder for time series whose decoder is an ODE::
+
+    z0 ~ q(z0 | x_1..N)                  (recognition network, run backwards in time)
+    z(t) = ODESolve(z0, f, t0, t)        (one solve yields the latent state at any time)
+    x_i ~ N(decoder(z(t_i)), sigma^2 I)
+
+and it is trained by maximising the evidence lower bound (ELBO)
+
+    E_q[log p(x | z0)] - KL(q(z0 | x) || N(0, I)).
+
+Data come as a batch on one shared time grid ``t`` (for example the union of every series'
+observation times, see :func:`union_grid`) with a boolean ``mask`` saying which grid points each
+series observed. Unobserved points are never read: they are multiplied by the mask before any
+network sees them, and the likelihood counts observed points only.
+
+Building blocks, each usable on its own:
+
+* data: :func:`spirals` (the paper's two-direction spirals), :func:`observation_mask`,
+  :func:`union_grid`;
+* Gaussian algebra: :func:`reparameterize`, :func:`gaussian_kl`,
+  :func:`gaussian_log_likelihood`;
+* encoders returning ``(mean, logvar)`` of ``q(z0 | x)``: :class:`RecognitionRNN` (a GRU that
+  is told the time gaps) and :class:`ODERNN` (the hidden state follows an ODE between
+  observations);
+* models: :class:`LatentODE`, and :class:`GapRNN`, the RNN baseline that forecasts the next
+  observation from the past and the time gap to it.
+
+Everything follows the device and dtype of the input tensors.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .adjoint import odeint_adjoint
+from .odeint import odeint
+from .stats import SolverStats
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+# --------------------------------------------------------------------------- data
+@dataclass
+class SpiralData:
+    """Spirals on one time grid: ``t`` (T,), ``clean`` and ``noisy`` (n, T, 2), ``clockwise``
+    (n,) bool, and the start angle ``theta0`` (n,)."""
+    t: torch.Tensor
+    clean: torch.Tensor
+    noisy: torch.Tensor
+    clockwise: torch.Tensor
+    theta0: torch.Tensor
+
+
+def spirals(n: int, t: torch.Tensor, *, noise_std: float = 0.1, a: float = 0.3,
+            b: float = 0.25, omega: float = 1.2, theta_range=(math.pi, 2 * math.pi),
+            generator: torch.Generator | None = None) -> SpiralData:
+    """``n`` Archimedean spirals ``r = a + b θ`` sampled at the times ``t``.
+
+    Each spiral starts at a random angle ``θ0`` drawn uniformly from ``theta_range`` and turns
+    at the angular speed ``omega``: ``θ(t) = θ0 + omega t``. Half of them, chosen at random, are
+    mirrored in the x-axis, which makes them turn clockwise; the others turn counter-clockwise.
+    ``noisy`` adds independent Gaussian noise of standard deviation ``noise_std``.
+
+    Random numbers are drawn on the CPU in float64 from ``generator`` (so a seed gives the same
+    spirals on every device); the result is cast to ``t``'s dtype and moved to its device.
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.numel() < 1:
+        raise ValueError("t must be a non-empty 1-D tensor of times")
+    if noise_std < 0:
+        raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+    lo, hi = theta_range
+    f64 = dict(dtype=torch.float64)
+    theta0 = lo + (hi - lo) * torch.rand(n, generator=generator, **f64)
+    clockwise = torch.rand(n, generator=generator, **f64) < 0.5
+    theta = theta0[:, None] + omega * t.detach().cpu().double()[None, :]
+    r = a + b * theta
+    sign = torch.where(clockwise, -1.0, 1.0)[:, None]
+    clean = torch.stack([r * torch.cos(theta), sign * r * torch.sin(theta)], dim=-1)
+    noise = torch.randn(clean.shape, generator=generator, **f64)
+    noisy = clean + noise_std * noise
+    like = dict(dtype=t.dtype, device=t.device)
+    return SpiralData(t, clean.to(**like), noisy.to(**like), clockwise.to(t.device),
+                      theta0.to(**like))
+
+
+def observation_mask(n: int, n_window: int, n_obs, *, n_times: int | None = None,
+                     generator: torch.Generator | None = None,
+                     device=None) -> torch.Tensor:
+    """A boolean mask (n, n_times): each row observes ``n_obs`` random points among the first
+    ``n_window`` grid points (and none after them: the rest is left for extrapolation).
+
+    ``n_obs`` is an int, or a pair ``(low, high)`` for a count drawn uniformly per row from
+    ``low..high`` inclusive. Random numbers come from ``generator`` on the CPU.
+    """
+    n_times = n_window if n_times is None else n_times
+    if not 1 <= n_window <= n_times:
+        raise ValueError(f"need 1 <= n_window <= n_times, got {n_window}, {n_times}")
+    low, high = (n_obs, n_obs) if isinstance(n_obs, int) else tuple(n_obs)
+    if not 1 <= low <= high <= n_window:
+        raise ValueError(f"n_obs must lie in 1..{n_window}, got {n_obs}")
+    counts = torch.randint(low, high + 1, (n,), generator=generator)
+    # a random permutation per row: the ranks of uniform numbers; keep the first `count`
+    ranks = torch.rand(n, n_window, generator=generator).argsort(1).argsort(1)
+    mask = torch.zeros(n, n_times, dtype=torch.bool)
+    mask[:, :n_window] = ranks < counts[:, None]
+    return mask.to(device)
+
+
+def union_grid(times, values):
+    """Series observed at different times, put on one shared grid.
+
+    ``times`` is a list of 1-D tensors (increasing, one per series) and ``values`` a list of
+    (n_i, d) tensors. Returns ``(t, x, mask)``: the sorted union of all times (U,), the values
+    scattered onto it (B, U, d, zeros where a series has no observation) and the mask (B, U).
+    """
+    if len(times) != len(values) or not times:
+        raise ValueError("times and values must be non-empty lists of equal length")
+    for i, (ti, xi) in enumerate(zip(times, values)):
+        if ti.dim() != 1 or xi.dim() != 2 or xi.shape[0] != ti.shape[0]:
+            raise ValueError(f"series {i}: times (n,) and values (n, d) must match, got "
+                             f"{tuple(ti.shape)} and {tuple(xi.shape)}")
+        if ti.numel() > 1 and not bool((ti[1:] > ti[:-1]).all()):
+            raise ValueError(f"series {i}: times must be strictly increasing")
+    t = torch.unique(torch.cat(times))          # sorted
+    x = values[0].new_zeros(len(times), len(t), values[0].shape[1])
+    mask = torch.zeros(len(times), len(t), dtype=torch.bool, device=t.device)
+    for i, (ti, xi) in enumerate(zip(times, values)):
+        idx = torch.searchsorted(t, ti)
+        x[i, idx] = xi
+        mask[i, idx] = True
+    return t, x, mask
+
+
+# --------------------------------------------------------------------------- Gaussians
+def reparameterize(mean: torch.Tensor, logvar: torch.Tensor, n_samples: int | None = None,
+                   *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``mean + exp(logvar / 2) * eps`` with ``eps ~ N(0, I)``: a sample that is a
+    differentiable function of the parameters. ``n_samples`` adds a leading sample axis."""
+    shape = mean.shape if n_samples is None else (n_samples, *mean.shape)
+    eps = torch.randn(shape, generator=generator, dtype=mean.dtype, device=mean.device)
+    return mean + torch.exp(0.5 * logvar) * eps
+
+
+def gaussian_kl(mean_q: torch.Tensor, logvar_q: torch.Tensor, mean_p=0.0,
+                logvar_p=0.0) -> torch.Tensor:
+    """``KL(N(mean_q, diag e^logvar_q) || N(mean_p, diag e^logvar_p))``, summed over the last
+    axis: ``1/2 Σ [logvar_p - logvar_q + (e^logvar_q + (mean_q - mean_p)^2) / e^logvar_p - 1]``.
+    The defaults make p the standard normal prior."""
+    mean_p = torch.as_tensor(mean_p, dtype=mean_q.dtype, device=mean_q.device)
+    logvar_p = torch.as_tensor(logvar_p, dtype=mean_q.dtype, device=mean_q.device)
+    terms = (logvar_p - logvar_q
+             + (torch.exp(logvar_q) + (mean_q - mean_p) ** 2) * torch.exp(-logvar_p) - 1)
+    return 0.5 * terms.sum(-1)
+
+
+def gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, std,
+                            mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``Σ log N(x | mean, std^2)`` over the observed entries: (..., T, d) → (...).
+
+    ``mask`` (..., T) selects the observed time points; entries of ``x`` where it is False are
+    ignored whatever they hold."""
+    std = torch.as_tensor(std, dtype=mean.dtype, device=mean.device)
+    z = (x - mean) / std
+    logp = -0.5 * (z ** 2 + LOG_2PI) - torch.log(std)
+    if mask is not None:
+        logp = torch.where(mask[..., None], logp, torch.zeros_like(logp))
+    return logp.sum((-2, -1))
+
+
+# --------------------------------------------------------------------------- helpers
+def _check_batch(t: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> None:
+    if t.dim() != 1 or x.dim() != 3 or mask.shape != x.shape[:2] or x.shape[1] != len(t):
+        raise ValueError(f"expected t (T,), x (B, T, d) and mask (B, T); got t "
+                         f"{tuple(t.shape)}, x {tuple(x.shape)}, mask {tuple(mask.shape)}")
+
+
+class MLPDynamics(nn.Module):
+    """An autonomous vector field ``f(t, z) = MLP(z)``: one hidden layer of ``hidden`` ELU
+    units. ``t`` is ignored, as in the paper's latent dynamics: the same state always moves the
+    same way, which is what lets the model extrapolate."""
+
+    def __init__(self, dim: int, hidden: int = 20):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ELU(), nn.Linear(hidden, dim))
+
+    def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+# --------------------------------------------------------------------------- encoders
+# --------------------------------------------------------------------------- encoders
+class RecognitionRNN(nn.Module):
+    """The recognition network q(z0 | x): a GRU run backwards in time over the observations.
+
+    Going from ``t[-1]`` down to ``t[0]``, at each observed grid point the cell reads
+    ``[x_k, Δ_k]``, where ``Δ_k`` is the time to the observation it read before (``t[-1] -
+    t[k]`` for the first one); at unobserved points the state is carried over unchanged. The
+    final state, together with the time from the earliest observation back to ``t[0]``, gives
+    the mean and log-variance of ``z0 = z(t[0])``.
+    """
+
+    def __init__(self, obs_dim: int = 2, hidden: int = 25, latent_dim: int = 4):
+        super().__init__()
+        self.hidden = hidden
+        self.cell = nn.GRUCell(obs_dim + 1, hidden)
+        self.out = nn.Linear(hidden + 1, 2 * latent_dim)
+
+    def forward(self, t, x, mask):
+        _check_batch(t, x, mask)
+        h = x.new_zeros(x.shape[0], self.hidden)
+        # time of the observation read last (the earliest so far); t[-1] before the first
+        last = t[-1].expand(x.shape[0])
+        for k in range(len(t) - 1, -1, -1):
+            m = mask[:, k, None]
+            inp = torch.cat([x[:, k] * m, (last - t[k])[:, None]], dim=-1)
+            h = torch.where(m, self.cell(inp, h), h)
+            last = torch.where(m[:, 0], t[k], last)
+        lead = (last - t[0])[:, None]
+        mean, logvar = self.out(torch.cat([h, lead], dim=-1)).chunk(2, dim=-1)
+        return mean, logvar
+
+
+class ODERNN(nn.Module):
+    """An ODE-RNN (Rubanova et al. 2019) run backwards in time, as a recognition network.
+
+    Between grid points the hidden state follows ``dh/dt = f(h)`` (an MLP), solved with
+    nodelib's ``odeint``; at each observation a GRU cell updates it with ``x_k``. The gaps between
+    observations are thus handled by the ODE instead of being fed in as inputs. The state at
+    ``t[0]`` gives the mean and log-variance of ``z0``. ``method`` and ``options`` choose the
+    solver of each interval (default: one Euler step per grid interval, as in the latent ODE code
+    of Rubanova et al.); ``self.stats`` accumulates its statistics over a forward pass.
+    """
+
+    def __init__(self, obs_dim: int = 2, hidden: int = 25, latent_dim: int = 4,
+                 ode_hidden: int = 25, *, method: str = "euler",
+                 options: dict | None = None):
+        super().__init__()
+        self.hidden, self.method, self.options = hidden, method, options
+        self.dynamics = MLPDynamics(hidden, ode_hidden)
+        self.cell = nn.GRUCell(obs_dim, hidden)
+        self.out = nn.Linear(hidden, 2 * latent_dim)
+        self.stats = SolverStats()
+
+    def forward(self, t, x, mask):
+        _check_batch(t, x, mask)
+        self.stats = SolverStats()
+        h = x.new_zeros(x.shape[0], self.hidden)
+        for k in range(len(t) - 1, -1, -1):
+            if k < len(t) - 1:
+                span = t[k:k + 2].flip(0)          # from t[k+1] back to t[k]
+                h = odeint(self.dynamics, h, span, method=self.method,
+                           options=self.options, stats=self.stats)[-1]
+            m = mask[:, k, None]
+            h = torch.where(m, self.cell(x[:, k] * m, h), h)
+        mean, logvar = self.out(h).chunk(2, dim=-1)
+        return mean, logvar
+
+
+# --------------------------------------------------------------------------- models
+class ELBO(NamedTuple):
+    """Per-series terms (B,) of one Monte Carlo estimate of the ELBO."""
+    elbo: torch.Tensor
+    log_likelihood: torch.Tensor
+    kl: torch.Tensor
+
+
+class LatentODE(nn.Module):
+    """A latent ODE: recognition network → ``z0`` → ODE solve → decoder.
+
+    ``encoder`` is any module mapping ``(t, x, mask)`` to ``(mean, logvar)`` of ``z0``
+    (default: a :class:`RecognitionRNN`). The latent dynamics are an autonomous
+    :class:`MLPDynamics`, solved by ``odeint`` (``adjoint=False``: backpropagation through the
+    solver) or ``odeint_adjoint`` (``adjoint=True``) with ``method``, ``options``, ``rtol`` and
+    ``atol``. The decoder is an MLP with one hidden layer; ``obs_std`` is the fixed standard
+    deviation of the Gaussian observation model. ``self.stats`` holds the statistics of the
+    last decoding solve.
+    """
+
+    def __init__(self, obs_dim: int = 2, latent_dim: int = 4, hidden: int = 20,
+                 dec_hidden: int = 20, encoder: nn.Module | None = None, *,
+                 obs_std: float = 0.1, method: str = "rk4", options: dict | None = None,
+                 rtol: float = 1e-3, atol: float = 1e-4, adjoint: bool = False):
+        super().__init__()
+        if obs_std <= 0:
+            raise ValueError(f"obs_std must be positive, got {obs_std}")
+        self.latent_dim, self.obs_std = latent_dim, float(obs_std)
+        self.encoder = encoder if encoder is not None else RecognitionRNN(
+            obs_dim, 25, latent_dim)
+        self.dynamics = MLPDynamics(latent_dim, hidden)
+        self.decoder = nn.Sequential(nn.Linear(latent_dim, dec_hidden), nn.ReLU(),
+                                     nn.Linear(dec_hidden, obs_dim))
+        self.method, self.options, self.rtol, self.atol = method, options, rtol, atol
+        self.adjoint = adjoint
+        self.stats = SolverStats()
+
+    def encode(self, t, x, mask):
+        """Mean and log-variance (B, latent_dim) of q(z0 | observations)."""
+        return self.encoder(t, x, mask)
+
+    def latent_trajectory(self, z0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``z(t)`` for every time in ``t`` (which starts at ``z0``'s time): (T, *z0.shape)."""
+        self.stats = SolverStats()
+        kw = dict(method=self.method, options=self.options, rtol=self.rtol, atol=self.atol,
+                  stats=self.stats)
+        t = t.to(dtype=z0.dtype, device=z0.device)
+        solve = odeint_adjoint if self.adjoint else odeint
+        return solve(self.dynamics, z0, t, **kw)
+
+    def decode(self, z0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Mean observation at every time in ``t``: (*z0.shape[:-1], T, obs_dim)."""
+        z = self.latent_trajectory(z0, t)           # (T, ..., latent)
+        return self.decoder(z).movedim(0, -2)
+
+    def elbo(self, t, x, mask, *, n_encode: int | None = None, n_samples: int = 1,
+             generator: torch.Generator | None = None) -> ELBO:
+        """Reparameterised Monte Carlo estimate of the ELBO of every series in the batch.
+
+        The encoder sees the first ``n_encode`` grid points (default: all of them); the
+        likelihood counts every observed point of the grid. Any ``q`` gives a lower bound on
+        ``log p(x)``, so one that reads only the first part still does, and maximising it
+        trains the model to forecast the rest. ``n_samples`` posterior samples are averaged
+        in the likelihood term (they share one batched ODE solve)."""
+        _check_batch(t, x, mask)
+        k = len(t) if n_encode is None else int(n_encode)
+        if not 1 <= k <= len(t):
+            raise ValueError(f"n_encode must lie in 1..{len(t)}, got {n_encode}")
+        mean, logvar = self.encode(t[:k], x[:, :k], mask[:, :k])
+        z0 = reparameterize(mean, logvar, n_samples, generator=generator)
+        x_mean = self.decode(z0, t)                               # (S, B, T, d)
+        log_lik = gaussian_log_likelihood(x, x_mean, self.obs_std, mask).mean(0)
+        kl = gaussian_kl(mean, logvar)
+        return ELBO(log_lik - kl, log_lik, kl)
+
+    @torch.no_grad()
+    def predict(self, t_obs, x, mask, t_pred: torch.Tensor | None = None, *,
+                n_samples: int | None = None, generator: torch.Generator | None = None):
+        """Decoded trajectories at ``t_pred`` (default ``t_obs``; it must start at
+        ``t_obs[0]``): from the posterior mean when ``n_samples`` is None, (B, T, d); else from
+        ``n_samples`` posterior samples, (n_samples, B, T, d)."""
+        t_pred = t_obs if t_pred is None else t_pred
+        if float(t_pred[0]) != float(t_obs[0]):
+            raise ValueError("t_pred must start at t_obs[0], the time of z0")
+        mean, logvar = self.encode(t_obs, x, mask)
+        z0 = mean if n_samples is None else reparameterize(
+            mean, logvar, n_samples, generator=generator)
+        return self.decode(z0, t_pred)
+
+
+class GapRNN(nn.Module):
+    """The RNN baseline: a GRU that reads the observations forwards in time and, at every grid
+    time, forecasts the observation there from the observations *before* it and the time gap
+    since the last one.
+
+    It reads ``[x_i, Δ_i]``, with ``Δ_i`` the gap to the previous observation (to ``t[0]`` for
+    the first). The forecast at ``t[k]`` is ``MLP([h, t[k] - t_last])``, where ``h`` is the state
+    after the last observation before ``t[k]`` (at time ``t_last``).
+    """
+
+    def __init__(self, obs_dim: int = 2, hidden: int = 25, readout_hidden: int = 25):
+        super().__init__()
+        self.hidden = hidden
+        self.cell = nn.GRUCell(obs_dim + 1, hidden)
+        self.readout = nn.Sequential(nn.Linear(hidden + 1, readout_hidden), nn.Tanh(),
+                                     nn.Linear(readout_hidden, obs_dim))
+
+    def forward(self, t, x, mask):
+        """Forecasts (B, T, d) and a mask (B, T) of the grid times that come after the
+        series' first observation (before it there is nothing to forecast from)."""
+        _check_batch(t, x, mask)
+        h = x.new_zeros(x.shape[0], self.hidden)
+        last = t[0].expand(x.shape[0])          # time of the last observation read
+        states, gaps = [], []
+        for k in range(len(t)):
+            gap = (t[k] - last)[:, None]
+            states.append(h)
+            gaps.append(gap)
+            m = mask[:, k, None]
+            h = torch.where(m, self.cell(torch.cat([x[:, k] * m, gap], dim=-1), h), h)
+            last = torch.where(m[:, 0], t[k], last)
+        # one read-out call for all grid times (B, T, hidden + 1) -> (B, T, d)
+        inputs = torch.cat([torch.stack(states, 1), torch.stack(gaps, 1)], dim=-1)
+        after_first = (torch.cumsum(mask, dim=1) - mask.long()) > 0
+        return self.readout(inputs), after_first
+
+    def log_likelihood(self, t, x, mask, std: float) -> torch.Tensor:
+        """Gaussian log-likelihood (B,) of each observation after the first one under the
+        forecast made before it."""
+        preds, after_first = self(t, x, mask)
+        return gaussian_log_likelihood(x, preds, std, mask & after_first)

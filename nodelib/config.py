@@ -22,7 +22,7 @@ DEFAULT_MAX_NUM_STEPS = 100_000
 
 FIXED_OPTIONS = {"step_size", "grid_constructor", "perturb", "interp"}
 ADAPTIVE_OPTIONS = {"first_step", "max_num_steps", "norm", "controller", "step_t", "jump_t",
-                    "min_step", "max_step", "safety", "ifactor", "dfactor"}
+                    "min_step", "max_step", "safety", "ifactor", "dfactor", "detect_stiffness"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class SolveConfig:
     step_t: tuple[float, ...] = ()                 # times every step must land on
     jump_t: tuple[float, ...] = ()                 # ... and where f jumps (re-evaluate f)
     newton_tolerances: tuple[float, float] = (1e-7, 1e-9)   # implicit methods: (rtol, atol)
+    detect_stiffness: bool = True                  # explicit FSAL methods (nodelib.stiffness)
 
     @property
     def adaptive(self) -> bool:
@@ -131,7 +132,8 @@ def _adaptive_config(tableau, rtol, atol, options, norm_adapter) -> SolveConfig:
         raise ValueError("options 'step_t' and 'jump_t' must not share any time")
     return SolveConfig(tableau, controller=controller,
                        first_step=None if first is None else _positive("first_step", first),
-                       max_num_steps=max_steps, step_t=step_t, jump_t=jump_t)
+                       max_num_steps=max_steps, step_t=step_t, jump_t=jump_t,
+                       detect_stiffness=bool(options.get("detect_stiffness", True)))
 
 
 def _make_norm(norm, norm_adapter):

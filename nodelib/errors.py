@@ -19,3 +19,7 @@ class NonFiniteError(ODESolverError, FloatingPointError):
 
 class NewtonConvergenceError(ODESolverError):
     """Newton's method failed on the implicit stages, even after shrinking the step."""
+
+
+class StiffnessError(ODESolverError):
+    """An explicit method's steps are held at its stability limit: the problem is stiff."""

@@ -24,7 +24,8 @@ from .interpolation import CUBIC_HERMITE, interpolate
 from .newton import Newton, NewtonFailure
 from .solution import Solution
 from .stats import PassStats, StepRecord
-from .stepper import error_estimate, rk_step
+from .stepper import _combine, error_estimate, rk_step
+from .stiffness import StiffnessDetector
 
 _LINEAR = np.array([[1.0]])   # y0 + θ (y1 - y0), on the single slope (y1 - y0)/h
 
@@ -129,21 +130,29 @@ def fixed_grid(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
 def _newton(func, config: SolveConfig, stats: PassStats):
     if not config.tableau.implicit:
         return None
-    return Newton(func, *config.newton_tolerances, stats)
+    # a fixed-step method cannot shrink its step when Newton struggles: let it iterate longer
+    iterations = 8 if config.adaptive else 50
+    return Newton(func, *config.newton_tolerances, stats, max_iterations=iterations)
 
 
 def _fixed_step(func, t, y, f, h, tableau, time, newton, end_time):
-    """One fixed step; an implicit one retries once with a fresh Jacobian, then gives up."""
-    for attempt in range(2):
+    """One fixed step. An implicit one whose (simplified) Newton iteration fails retries with
+    a fresh Jacobian, then with full Newton, then gives up."""
+    for attempt in range(3):
+        if newton is not None:   # attempt 0: cached J; 1: fresh J; 2: full Newton
+            newton.full = attempt == 2
         try:
             return rk_step(func, t, y, f, h, tableau, time, end_time=end_time, newton=newton)
         except NewtonFailure as failure:
-            if newton.fresh or attempt:
+            if attempt == 2:
                 raise NewtonConvergenceError(
                     f"Newton's method failed in the step from t={t:.6g} (h={h:.3g}): "
                     f"{failure}; use a smaller step_size or an adaptive implicit method "
                     "(kvaerno3)") from None
             newton.jacobian = None
+        finally:
+            if newton is not None:
+                newton.full = False
 
 
 def _nudge(t: torch.Tensor, towards: float) -> torch.Tensor:
@@ -227,6 +236,8 @@ def adaptive(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
     n_steps = n_accepted = newton_failures = 0
     ratio = 0.0
     newton = _newton(func, config, stats)
+    stiffness = (StiffnessDetector(tableau) if config.detect_stiffness and tableau.fsal
+                 and not tableau.implicit else None)
     if keep is not None:   # checkpoints for strategy="checkpoint" (nodelib.checkpoint)
         keep.offer(0, t, y0, f0)
     try:
@@ -293,6 +304,9 @@ def adaptive(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
                     f1 = func(_nudge(time(t1), t1 + direction), y1)
                     nfe += 1
                 landmarks.passed(t1)
+                if stiffness is not None:
+                    stiffness.after_accepted_step(t1, h, y, ks, y1, lambda i, y=y, ks=ks, h=h:
+                                                  _stage_argument(y, ks, tableau, i, h))
                 t, y, f0 = t1, y1, f1
                 n_accepted += 1
                 if keep is not None:
@@ -310,6 +324,11 @@ def adaptive(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
         stats.n_rejected += n_steps - n_accepted
     solution.ys = event.stacked() if event is not None else outputs.stacked()
     return solution
+
+
+def _stage_argument(y, ks, tableau, i, h):
+    """The point Y_i at which stage i evaluated f (recomputed only when asked)."""
+    return _combine(y, ks, tableau.stage_terms[i], tableau.weights(i, y.dtype, y.device), h)
 
 
 def _after_newton_failure(newton, failure, t, h, failures) -> float:

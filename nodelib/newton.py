@@ -34,6 +34,7 @@ class Newton:
         self.jacobian = self.lu = None
         self.h_gamma = None
         self.fresh = False   # is the cached Jacobian from this step's start point?
+        self.full = False    # full Newton: a fresh Jacobian at every iterate
         self.last_iterations = 0
 
     # --- the cached linear algebra ---------------------------------------------------------
@@ -65,7 +66,9 @@ class Newton:
     def solve(self, t: torch.Tensor, base: torch.Tensor, h_gamma: float,
               guess: torch.Tensor) -> tuple[torch.Tensor, int]:
         """The stage value z with ``z = base + hγ f(t, z)``, under no_grad; returns
-        ``(z, iterations)``. Raises :class:`NewtonFailure` if it diverges or stalls."""
+        ``(z, iterations)``. Raises :class:`NewtonFailure` if it diverges or stalls.
+        With ``self.full`` set, J and M are re-evaluated at every iterate (full Newton: the
+        last resort of a fixed-step method, whose step cannot shrink)."""
         self.factor(h_gamma)
         with torch.no_grad():
             z, base = guess.detach().clone(), base.detach()
@@ -74,6 +77,12 @@ class Newton:
             scale = z.abs().mul(rtol).add_(self.atol)
             previous = None
             for iteration in range(1, self.max_iterations + 1):
+                if self.full and iteration > 1:
+                    self.jacobian, calls = jacobian(self.func, t, z)
+                    self.stats.n_jacobians += 1
+                    self.stats.nfe += calls
+                    self.lu = None
+                    self.factor(h_gamma)
                 residual = z - base - h_gamma * self.func(t, z)
                 self.stats.nfe += 1
                 delta = self.solve_linear(residual)
@@ -88,7 +97,9 @@ class Newton:
                     self.stats.n_newton_iterations += iteration
                     return z, iteration
                 if rate >= 0.9:                 # diverging or stalled: give up on this step
-                    break
+                    self.stats.n_newton_iterations += iteration
+                    raise NewtonFailure(f"Newton's iteration diverged or stalled after "
+                                        f"{iteration} iterations")
                 previous = size
         self.stats.n_newton_iterations += self.max_iterations
         raise NewtonFailure(f"Newton's method did not converge in {self.max_iterations} "

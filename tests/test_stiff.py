@@ -136,3 +136,87 @@ def test_implicit_follows_dtype():
                 torch.tensor([0.0, 1.0]), method="kvaerno3", rtol=1e-4, atol=1e-6)
     assert ys.dtype == torch.float32
     assert abs(ys[-1, 0].item() - math.exp(-20)) < 1e-5
+
+
+@pytest.mark.parametrize("method", ["dopri5", "tsit5"])
+def test_explicit_methods_stop_with_the_stiffness_error(method):
+    from nodelib.errors import StiffnessError
+    import time
+    start = time.perf_counter()
+    with pytest.raises(StiffnessError, match="appears stiff at t=.*kvaerno3"):
+        odeint(robertson, torch.tensor([1.0, 0.0, 0.0], dtype=F64),
+               torch.tensor([0.0, 1e5], dtype=F64), rtol=1e-6, atol=1e-10, method=method)
+    # detection needs 150+ steps at the limit, a fraction of a second (not a timing test:
+    # the bound only guards against running into max_num_steps instead)
+    assert time.perf_counter() - start < 30
+    # the check can be switched off: then the solve just takes many steps
+    ys = odeint(lambda t, y: -1e4 * (y - torch.cos(t)), torch.zeros(1, dtype=F64),
+                torch.tensor([0.0, 1.0], dtype=F64), method=method,
+                options={"detect_stiffness": False})
+    assert abs(ys[-1].item() - math.cos(1.0)) < 1e-3
+
+
+def test_non_stiff_problem_is_not_flagged():
+    ys = odeint(lambda t, y: torch.stack([y[1], -y[0]]), torch.tensor([1.0, 0.0], dtype=F64),
+                torch.tensor([0.0, 200.0], dtype=F64), rtol=1e-3, atol=1e-6)
+    assert torch.isfinite(ys).all()
+
+
+def test_linear_system_with_eigenvalues_1_to_1e6_against_radau():
+    lams = torch.logspace(0, 6, 7, dtype=F64)
+    Q, _ = torch.linalg.qr(torch.randn(7, 7, dtype=F64, generator=torch.Generator().manual_seed(0)))
+    A = -(Q * lams) @ Q.T
+    y0 = torch.ones(7, dtype=F64)
+    ts = torch.logspace(-6, 1, 8, dtype=F64)
+    t = torch.cat([torch.zeros(1, dtype=F64), ts])
+    ys = odeint(lambda t, y: A @ y, y0, t, rtol=1e-8, atol=1e-10, method="kvaerno3")
+    ref = solve_ivp(lambda t, y: A.numpy() @ y, (0, 10.0), y0.numpy(), method="Radau",
+                    t_eval=t.numpy(), rtol=1e-12, atol=1e-14).y.T
+    # global error of a 3rd-order method at rtol 1e-8 with stiff transients: ~1e-6
+    assert np.abs(ys.numpy() - ref).max() < 1e-5
+
+
+def test_robertson_log_spaced_outputs_against_radau():
+    t = torch.cat([torch.zeros(1, dtype=F64), torch.logspace(-4, 5, 10, dtype=F64)])
+    ys = odeint(robertson, torch.tensor([1.0, 0.0, 0.0], dtype=F64), t, rtol=1e-7, atol=1e-12,
+                method="kvaerno3")
+    f = lambda t, y: robertson(t, torch.tensor(y)).numpy()
+    ref = solve_ivp(f, (0.0, 1e5), [1.0, 0.0, 0.0], method="Radau", t_eval=t.numpy(),
+                    rtol=1e-12, atol=1e-16).y.T
+    # relative to each component's size (y2 ~ 1e-5 .. 1e-10): 1e-4 at rtol 1e-7
+    scale = np.abs(ref) + 1e-12
+    assert (np.abs(ys.numpy() - ref) / scale).max() < 1e-3
+
+
+def test_robertson_rate_gradient_against_finite_differences():
+    """d y(T) / d log k for the three rate constants, through implicit steps (backprop)."""
+    def solve(logk):
+        k = torch.exp(logk)
+        f = lambda t, y: torch.stack([-k[0] * y[0] + k[1] * y[1] * y[2],
+                                      k[0] * y[0] - k[1] * y[1] * y[2] - k[2] * y[1] ** 2,
+                                      k[2] * y[1] ** 2])
+        # a fixed step sequence, so finite differences see a smooth map (an adaptive one
+        # would jump as the step sizes change); Newton solved to rounding
+        return odeint(f, torch.tensor([1.0, 0.0, 0.0], dtype=F64),
+                      torch.tensor([0.0, 1.0], dtype=F64), rtol=1e-13, atol=1e-16,
+                      method="implicit_euler", options={"step_size": 0.02})[-1]
+    logk = torch.log(torch.tensor([0.04, 1e4, 3e7], dtype=F64)).requires_grad_()
+    weights = torch.tensor([1.0, 1e4, 1.0], dtype=F64)   # y2 is ~1e-5: weight it up
+    (solve(logk) * weights).sum().backward()
+    eps = 1e-5
+    for i in range(3):
+        e = torch.zeros(3, dtype=F64)
+        e[i] = eps
+        with torch.no_grad():
+            fd = ((solve(logk + e) - solve(logk - e)) * weights).sum() / (2 * eps)
+        # central differences: O(eps²) ≈ 1e-10 truncation, rounding / eps ≈ 1e-11
+        assert abs(logk.grad[i].item() - fd.item()) < 1e-6 * max(abs(fd.item()), 1e-3), i
+
+
+def test_gradcheck_implicit_step():
+    A = torch.tensor([[-30.0, 2.0], [1.0, -3.0]], dtype=F64, requires_grad=True)
+    y0 = torch.tensor([1.0, 2.0], dtype=F64, requires_grad=True)
+    run = lambda y0, A: odeint(lambda t, y: y @ A.T, y0, torch.tensor([0.0, 0.3], dtype=F64),
+                               method="trapezoid", options={"step_size": 0.05},
+                               rtol=1e-12, atol=1e-14)
+    assert torch.autograd.gradcheck(run, (y0, A), atol=1e-6)

@@ -383,15 +383,20 @@ class GapRNN(nn.Module):
             states.append(h)
             gaps.append(gap)
             m = mask[:, k, None]
-            h = torch.where(m, self.cell(torch.cat([x[:, k] * m, gap], dim=-1), h), h)
-            last = torch.where(m[:, 0], t[k], last)
+            if bool(m.any()):                   # nothing to read here: skip the cell
+                inp = torch.cat([x[:, k] * m, gap], dim=-1)
+                h = torch.where(m, self.cell(inp, h), h)
+                last = torch.where(m[:, 0], t[k], last)
         # one read-out call for all grid times (B, T, hidden + 1) -> (B, T, d)
         inputs = torch.cat([torch.stack(states, 1), torch.stack(gaps, 1)], dim=-1)
         after_first = (torch.cumsum(mask, dim=1) - mask.long()) > 0
         return self.readout(inputs), after_first
 
-    def log_likelihood(self, t, x, mask, std: float) -> torch.Tensor:
-        """Gaussian log-likelihood (B,) of each observation after the first one under the
-        forecast made before it."""
+    def log_likelihood(self, t, x, mask, std: float,
+                       target_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Gaussian log-likelihood (B,) of the observations in ``target_mask`` (default:
+        ``mask``) that come after the first one read, under the forecasts made before them.
+        The network reads only the observations in ``mask``."""
         preds, after_first = self(t, x, mask)
-        return gaussian_log_likelihood(x, preds, std, mask & after_first)
+        target = mask if target_mask is None else target_mask
+        return gaussian_log_likelihood(x, preds, std, target & after_first)

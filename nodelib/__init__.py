@@ -66,3 +66,11 @@ from .training import (FitHistory, Windows, fit_trajectories,  # noqa: E402
 
 __all__ += ["DampedPendulum", "Observations", "SpiralField", "observe", "spiral_trajectory",
             "FitHistory", "Windows", "fit_trajectories", "odeint_per_sample", "sample_windows"]
+
+from .latent import (ELBO, GapRNN, LatentODE, MLPDynamics, ODERNN,  # noqa: E402
+                     RecognitionRNN, SpiralData, gaussian_kl, gaussian_log_likelihood,
+                     observation_mask, reparameterize, spirals, union_grid)
+
+__all__ += ["ELBO", "GapRNN", "LatentODE", "MLPDynamics", "ODERNN", "RecognitionRNN",
+            "SpiralData", "gaussian_kl", "gaussian_log_likelihood", "observation_mask",
+            "reparameterize", "spirals", "union_grid"]

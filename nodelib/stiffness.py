@@ -10,6 +10,8 @@ non-stiff checks in between (so at least 150 steps at the limit) stop the solve 
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -19,16 +21,18 @@ CHECK_EVERY = 10
 HITS_TO_STOP, MISSES_TO_RESET = 15, 6
 
 
+@functools.lru_cache(maxsize=None)   # per tableau (tableaux are immutable): once per method
 def real_stability_boundary(tableau) -> float:
     """The largest r with |R(-x)| <= 1 for all 0 < x <= r, R the stability function."""
     s = tableau.stages
     A = np.zeros((s, s))
     for i, row in enumerate(tableau.a):
         A[i, :len(row)] = row
-    b, one = np.array(tableau.b), np.ones(s)
+    b = np.array(tableau.b)
+    # an explicit method's R(z) = 1 + z bᵀ(I + zA + z²A² + …)1 is a polynomial of degree s
+    coefficients = [1.0] + [b @ np.linalg.matrix_power(A, k) @ np.ones(s) for k in range(s)]
     xs = np.linspace(1e-3, 20.0, 20000)
-    # explicit: R(z) = 1 + z bᵀ (I - zA)⁻¹ 1, a polynomial
-    R = np.array([1 - x * b @ np.linalg.solve(np.eye(s) + x * A, one) for x in xs])
+    R = np.polynomial.polynomial.polyval(-xs, coefficients)
     bad = np.nonzero(np.abs(R) > 1 + 1e-12)[0]
     return float(xs[bad[0] - 1]) if len(bad) else float(xs[-1])
 

@@ -8,7 +8,7 @@ repeats). We also report the number of function evaluations (forward / backward)
 library's error against a tight-tolerance float64 reference (the solution and the gradient of
 the loss).
 
-    python benchmarks/run.py [--repeats 21] [--device cpu|cuda] [--cases SUBSTRING]
+    python benchmarks/run.py [--repeats 21] [--device cpu|cuda] [--cases TEXT] [--skip TEXT]
 
 torchdiffeq and torchode are benchmark-only dependencies (see benchmarks/README.md).
 """
@@ -354,12 +354,13 @@ def main():
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (1: the solver overhead is what we measure)")
     ap.add_argument("--cases", default="", help="run only the cases whose name contains this")
+    ap.add_argument("--skip", default=None, help="skip the cases whose name contains this")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     rows = []
     for case in make_cases(device):
-        if args.cases not in case.name:
+        if args.cases not in case.name or (args.skip and args.skip in case.name):
             continue
         rows.append(bench_case(case, args.repeats))
         print_timing(rows[-1], header=len(rows) == 1)
@@ -370,7 +371,8 @@ def main():
     print(f"\n{args.repeats} interleaved repeats; ms: median wall time; ratios: median over the "
           f"repeats of the ratio within a repeat. device={device}, torch {torch.__version__}, "
           f"nodelib {nodelib.__version__}, torchdiffeq {version(torchdiffeq)}, torchode "
-          f"{version(torchode)}, {torch.get_num_threads()} CPU thread(s).")
+          f"{version(torchode)}, {torch.get_num_threads()} CPU thread(s); nodelib from "
+          f"{nodelib.__file__}.")
 
 
 _fmt = lambda x, spec: "—" if x is None else format(x, spec)

@@ -235,8 +235,8 @@ class ODERNN(nn.Module):
     nodelib's ``odeint``; at each observation a GRU cell updates it with ``x_k``. The gaps between
     observations are thus handled by the ODE instead of being fed in as inputs. The state at
     ``t[0]`` gives the mean and log-variance of ``z0``. ``method`` and ``options`` choose the
-    solver of each interval (default: one Euler step per grid interval, as in the latent ODE code
-    of Rubanova et al.); ``self.stats`` accumulates its statistics over a forward pass.
+    solver of each interval (default: one Euler step per grid interval, cheap because grid
+    intervals are short); ``self.stats`` accumulates its statistics over a forward pass.
     """
 
     def __init__(self, obs_dim: int = 2, hidden: int = 25, latent_dim: int = 4,

@@ -214,6 +214,7 @@ def _tuple_callbacks(callbacks, layout: AdjointLayout, unflatten):
 
     def as_tuple(s):
         z, a, a_params, a_t = layout.unpack(s)
+        a_t = s.new_zeros(()) if a_t is None else a_t
         expand = (lambda x: (x,)) if unflatten is None else unflatten
         return (a_t, *expand(z), *expand(a), *layout.split_params(a_params))
     return type(callbacks)(*(

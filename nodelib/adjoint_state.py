@@ -46,12 +46,12 @@ class AdjointLayout:
         return torch.cat(parts)
 
     def unpack(self, s: torch.Tensor):
-        """Views ``(z, a, a_params, a_t)``; z and a shaped like the state, a_t 0-d (zero when t
-        needs no gradient)."""
+        """Views ``(z, a, a_params, a_t)``; z and a shaped like the state, a_t 0-d (``None``
+        when t needs no gradient: called at every evaluation, so nothing is allocated)."""
         n, p = self.n, self.n_params
         z, a = s[:n].view(self.shape), s[n:2 * n].view(self.shape)
         a_params = s[2 * n:2 * n + p]
-        a_t = s[-1] if self.want_t else s.new_zeros(())
+        a_t = s[-1] if self.want_t else None
         return z, a, a_params, a_t
 
     def split_params(self, a_params: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -110,7 +110,7 @@ def adjoint_norm(layout: AdjointLayout, state_norm=rms_norm, choice=None, unflat
     if choice is None:
         def norm(s):
             z, a, a_params, a_t = parts(s)
-            values = [state_norm(z), state_norm(a), a_t.abs()]
+            values = [state_norm(z), state_norm(a)] + ([a_t.abs()] if a_t is not None else [])
             if a_params.numel():
                 values.append(rms_norm(a_params))
             return torch.stack(values).max()
@@ -122,6 +122,7 @@ def adjoint_norm(layout: AdjointLayout, state_norm=rms_norm, choice=None, unflat
         def norm(s):
             z, a, a_params, a_t = parts(s)
             expand = (lambda x: (x,)) if unflatten is None else unflatten
+            a_t = s.new_zeros(()) if a_t is None else a_t
             return choice((a_t, *expand(z), *expand(a), *layout.split_params(a_params)))
     else:
         raise ValueError(f"adjoint_options['norm'] must be 'seminorm' or a callable, "

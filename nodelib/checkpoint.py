@@ -18,7 +18,7 @@ import math
 import torch
 
 from .integrators import _LINEAR, _OutputTimes, _newton, _nudge, time_factory
-from .interpolation import CUBIC_HERMITE, interpolate
+from .interpolation import hermite, interpolate
 from .newton import NewtonFailure
 from .errors import ODESolverError
 from .stepper import rk_step
@@ -139,5 +139,5 @@ def _fixed_interpolant(func, config, time, y, f, y1, t1, h):
         if config.interp == "linear":
             return interpolate(y, [(y1 - y) / h], h, thetas, _LINEAR)
         f0 = f if f is not None else func(time(t1 - h), y)
-        return interpolate(y, [f0, (y1 - y) / h, func(time(t1), y1)], h, thetas, CUBIC_HERMITE)
+        return hermite(y, f0, y1, func(time(t1), y1), h, thetas)
     return interpolant

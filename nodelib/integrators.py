@@ -20,7 +20,7 @@ import torch
 from .config import DEFAULT_MAX_NUM_STEPS, SolveConfig
 from .errors import (MaxStepsExceededError, NewtonConvergenceError, NonFiniteError,
                      StepSizeUnderflowError)
-from .interpolation import CUBIC_HERMITE, interpolate
+from .interpolation import hermite, interpolate
 from .newton import Newton, NewtonFailure
 from .solution import Solution
 from .stats import PassStats, StepRecord
@@ -107,7 +107,7 @@ def fixed_grid(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
                 if f is None:   # a first implicit stage needed no f0; the cubic does
                     f = func(time(t1 - h), y)
                     nfe += 1
-                return interpolate(y, [f, (y1 - y) / h, slopes["f1"]], h, thetas, CUBIC_HERMITE)
+                return hermite(y, f, y1, slopes["f1"], h, thetas)
 
             if event is not None:
                 if event.after_step(t, h, y, y1, interpolant):

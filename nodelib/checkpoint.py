@@ -107,11 +107,7 @@ def _replay(func, config, segment, y, f0, out_times, newton, stats):
             f0 = func(_nudge(time(t), t1) if config.perturb else time(t), y)
             nfe += 1
         end_time = (_nudge(time(t1), t) if (jump or config.perturb) else None)
-        try:
-            y1, ks = rk_step(func, t, y, f0, h, tableau, time, end_time=end_time, newton=newton)
-        except NewtonFailure as failure:
-            raise ODESolverError(f"re-running the step from t={t:.6g} for the checkpointed "
-                                 f"gradient: {failure}") from None
+        y1, ks = _replay_step(func, t, y, f0, h, tableau, time, end_time, newton)
         nfe += tableau.stages - 1 if newton is None else 0
         if config.adaptive:
             if not tableau.fsal:
@@ -132,6 +128,25 @@ def _replay(func, config, segment, y, f0, out_times, newton, stats):
     stats.nfe += nfe
     ys = outputs.stacked()[1:]
     return ys, y, f0
+
+
+def _replay_step(func, t, y, f0, h, tableau, time, end_time, newton):
+    """One replayed step. Its size is fixed (it must be the forward's), so a Newton failure —
+    segments replay from a Jacobian cached elsewhere — retries with a fresh Jacobian, then with
+    full Newton, before giving up."""
+    for attempt in range(3):
+        if newton is not None:
+            newton.full = attempt == 2
+        try:
+            return rk_step(func, t, y, f0, h, tableau, time, end_time=end_time, newton=newton)
+        except NewtonFailure as failure:
+            if attempt == 2:
+                raise ODESolverError(f"re-running the step from t={t:.6g} for the "
+                                     f"checkpointed gradient: {failure}") from None
+            newton.jacobian = None
+        finally:
+            if newton is not None:
+                newton.full = False
 
 
 def _fixed_interpolant(func, config, time, y, f, y1, t1, h):

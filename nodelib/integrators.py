@@ -255,8 +255,9 @@ def adaptive(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
                         "beyond this time")
                 raise StepSizeUnderflowError(
                     f"step size underflow at t={t:.17g}: h={abs(h):.3g} is too small to advance "
-                    f"time in {y0.dtype}; the solution may blow up (finite-time singularity) or "
-                    "the problem is too stiff for an explicit method")
+                    f"time in {y0.dtype}; the solution may blow up (finite-time singularity)"
+                    + (", or f is discontinuous or ill-posed here" if tableau.implicit else
+                       " or the problem is too stiff for an explicit method (try kvaerno3)"))
             t1 = t + h
             if direction * (t1 - t_end) >= 0:
                 t1, h = t_end, t_end - t                    # land exactly on the final time

@@ -55,9 +55,12 @@ class Newton:
                 or abs(h_gamma / self.h_gamma - 1) > 0.2):
             n = self.jacobian.shape[0]
             eye = torch.eye(n, dtype=self.jacobian.dtype, device=self.jacobian.device)
-            self.lu = torch.linalg.lu_factor(eye - h_gamma * self.jacobian)
-            self.h_gamma = h_gamma
+            lu, pivots, info = torch.linalg.lu_factor_ex(eye - h_gamma * self.jacobian)
             self.stats.n_lu += 1
+            if int(info) != 0:   # singular: this step cannot be solved; reject it
+                self.lu = None
+                raise NewtonFailure("the Newton matrix I - hγJ is singular")
+            self.lu, self.h_gamma = (lu, pivots), h_gamma
 
     def solve_linear(self, rhs: torch.Tensor) -> torch.Tensor:
         return torch.linalg.lu_solve(*self.lu, rhs.reshape(-1, 1)).view_as(rhs)
@@ -128,7 +131,7 @@ def implicit_stage(func, t: torch.Tensor, base: torch.Tensor, h_gamma: float,
     parameters; the result is ``z - M*⁻¹ r`` with M* = I - hγ ∂f/∂z at z. Its value is z (r is
     zero at convergence, so the correction is not even computed), and its gradient is the IFT's.
     The Jacobian at z and its LU are built only if a backward pass actually runs."""
-    if not torch.is_grad_enabled():
+    if not torch.is_grad_enabled() or not (base.requires_grad or _may_need_grad(func)):
         return z
     z = z.detach()
     residual = z - base - h_gamma * func(t, z)
@@ -136,6 +139,16 @@ def implicit_stage(func, t: torch.Tensor, base: torch.Tensor, h_gamma: float,
     if not residual.requires_grad:   # nothing upstream needs a gradient
         return z
     return z + _InverseCorrection.apply(residual, func, t, z, h_gamma, stats)
+
+
+def _may_need_grad(func) -> bool:
+    """Could f carry tensors that need gradients? A module answers from its parameters; a plain
+    function may close over such tensors, so for it the residual itself tells (one call)."""
+    while hasattr(func, "func") and not isinstance(func, torch.nn.Module):
+        func = func.func          # unwrap nodelib's wrappers (CheckedFunc)
+    if isinstance(func, torch.nn.Module):
+        return any(p.requires_grad for p in func.parameters())
+    return True
 
 
 class _InverseCorrection(torch.autograd.Function):

@@ -43,7 +43,8 @@ def odeint_adjoint(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9,
     the largest of the forward norm of z and of a, the RMS of a_θ and |a_t|; ``"seminorm"``
     leaves a_θ and a_t out (Kidger et al. 2021): they never feed back into the dynamics, so
     controlling their error only costs steps; or a callable, called as torchdiffeq calls it on
-    the tuple ``(a_t, z, a, *a_params)``.
+    the tuple ``(a_t, z, a, *a_params)``. ``strategy="checkpoint"`` keeps at most
+    ``adjoint_options["checkpoints"]`` states (default 64; ``"sqrt"``: about 2√N of them).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown adjoint strategy {strategy!r}; known: {', '.join(STRATEGIES)}")

@@ -27,15 +27,25 @@ DEFAULT_CHECKPOINTS = 64
 
 
 class Checkpoints:
-    """States (and, for adaptive methods, the first slope) at every k-th accepted step."""
+    """States (and, for adaptive methods, the first slope) at every k-th accepted step.
 
-    def __init__(self, max_count: int = DEFAULT_CHECKPOINTS):
-        if int(max_count) < 2:
-            raise ValueError(f"adjoint_options['checkpoints'] must be at least 2, "
-                             f"got {max_count}")
-        self.max_count, self.every, self.kept = int(max_count), 1, []
+    ``max_count`` an int: at most that many are kept (when the list is full every other one is
+    dropped and k doubles), so the peak during backward — one segment's graph — grows like
+    N/max_count. ``"sqrt"``: the allowance grows with the steps taken, 2√N, so both the
+    checkpoints and the longest segment grow like √N (the classic √N checkpointing, without
+    knowing N in advance)."""
+
+    def __init__(self, max_count=DEFAULT_CHECKPOINTS):
+        self.grow = max_count == "sqrt"
+        if not self.grow and (isinstance(max_count, str) or int(max_count) < 2):
+            raise ValueError(f"adjoint_options['checkpoints'] must be an integer of at least "
+                             f"2 or 'sqrt', got {max_count!r}")
+        self.max_count = 4 if self.grow else int(max_count)
+        self.every, self.kept = 1, []
 
     def offer(self, index: int, t: float, y: torch.Tensor, f) -> None:
+        if self.grow:
+            self.max_count = max(self.max_count, math.ceil(2 * math.sqrt(index + 1)))
         if index % self.every:
             return
         self.kept.append((index, t, y.detach(), None if f is None else f.detach()))

@@ -100,7 +100,7 @@ def test_checkpoint_stats_and_errors():
     # the backward pass re-runs the forward's steps: as many evaluations again, plus f0 at
     # each segment start
     assert stats.nfe_backward >= stats.nfe_forward - 2
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(ValueError, match="at least 2 or 'sqrt'"):
         odeint_adjoint(f, torch.ones(1, 2, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64),
                        strategy="checkpoint", adjoint_options={"checkpoints": 1})
 
@@ -158,3 +158,19 @@ def test_checkpoint_on_a_stiff_implicit_solve():
         grads.append(p.grad)
     # Newton re-solves each stage to 3% of rtol: agreement to ~1e-4 relative
     assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-8)
+
+
+def test_sqrt_schedule_keeps_checkpoints_and_segments_near_sqrt_n():
+    for n in (100, 1600, 25600):
+        keep = Checkpoints("sqrt")
+        for i in range(n):
+            keep.offer(i, float(i), torch.zeros(1), None)
+        longest = max(b - a for (a, *_), (b, *_) in zip(keep.kept, keep.kept[1:] + [(n,)]))
+        # at most 2√N kept (plus rounding), segments at most ~2√N long (k doubles at most once
+        # past √N): both grow like √N
+        assert len(keep.kept) <= 2 * n ** 0.5 + 2
+        assert longest <= 4 * n ** 0.5
+    f = Field()
+    exact = _gradients(f, "backprop", "rk4", {"step_size": 0.01})
+    sqrt = _gradients(f, "checkpoint", "rk4", {"step_size": 0.01}, checkpoints="sqrt")
+    assert (exact - sqrt).abs().max().item() <= 1e-12 * exact.abs().max().item()

@@ -17,11 +17,11 @@ import math
 
 import torch
 
-from .integrators import _LINEAR, _OutputTimes, _newton, _nudge, time_factory
+from .errors import ODESolverError
+from .integrators import (_LINEAR, _OutputTimes, _newton, _nudge, fixed_size_step,
+                          time_factory)
 from .interpolation import hermite, interpolate
 from .newton import NewtonFailure
-from .errors import ODESolverError
-from .stepper import rk_step
 
 DEFAULT_CHECKPOINTS = 64
 
@@ -117,7 +117,11 @@ def _replay(func, config, segment, y, f0, out_times, newton, stats):
             f0 = func(_nudge(time(t), t1) if config.perturb else time(t), y)
             nfe += 1
         end_time = (_nudge(time(t1), t) if (jump or config.perturb) else None)
-        y1, ks = _replay_step(func, t, y, f0, h, tableau, time, end_time, newton)
+        try:   # the forward's step size, so Newton may not shrink it: retry instead
+            y1, ks = fixed_size_step(func, t, y, f0, h, tableau, time, newton, end_time)
+        except NewtonFailure as failure:
+            raise ODESolverError(f"re-running the step from t={t:.6g} for the checkpointed "
+                                 f"gradient: {failure}") from None
         nfe += tableau.stages - 1 if newton is None else 0
         if config.adaptive:
             if not tableau.fsal:
@@ -138,25 +142,6 @@ def _replay(func, config, segment, y, f0, out_times, newton, stats):
     stats.nfe += nfe
     ys = outputs.stacked()[1:]
     return ys, y, f0
-
-
-def _replay_step(func, t, y, f0, h, tableau, time, end_time, newton):
-    """One replayed step. Its size is fixed (it must be the forward's), so a Newton failure —
-    segments replay from a Jacobian cached elsewhere — retries with a fresh Jacobian, then with
-    full Newton, before giving up."""
-    for attempt in range(3):
-        if newton is not None:
-            newton.full = attempt == 2
-        try:
-            return rk_step(func, t, y, f0, h, tableau, time, end_time=end_time, newton=newton)
-        except NewtonFailure as failure:
-            if attempt == 2:
-                raise ODESolverError(f"re-running the step from t={t:.6g} for the "
-                                     f"checkpointed gradient: {failure}") from None
-            newton.jacobian = None
-        finally:
-            if newton is not None:
-                newton.full = False
 
 
 def _fixed_interpolant(func, config, time, y, f, y1, t1, h):

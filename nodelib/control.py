@@ -12,6 +12,7 @@ Nørsett & Wanner, II.4) costs one extra evaluation and avoids a cascade of reje
 """
 from __future__ import annotations
 
+import abc
 import math
 
 import torch
@@ -44,7 +45,7 @@ def scaled_error(err: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor, rtol: fl
 
 
 # --- controllers ------------------------------------------------------------------------------
-class StepSizeController:
+class StepSizeController(abc.ABC):
     """Base class: tolerances, norm, the first step, and the accept/next-step rule.
 
     Subclasses only say how the error ratios of the last few steps set the growth factor
@@ -99,8 +100,9 @@ class StepSizeController:
             factor = min(1.0, max(self.min_factor, factor))
         return accept, self.clip(h * factor), memory
 
+    @abc.abstractmethod
     def _factor(self, ratio: float, memory: tuple, k: int) -> float:
-        raise NotImplementedError
+        """The growth factor after an accepted step (each controller's own rule)."""
 
     def _remember(self, ratio: float, memory: tuple) -> tuple:
         return ()

@@ -89,8 +89,14 @@ def fixed_grid(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
             if f is None and not tableau.diag(0):   # (a first implicit stage needs no f0)
                 f = func(_nudge(time(t), t1) if config.perturb else time(t), y)
                 nfe += 1
-            y1, ks = _fixed_step(func, t, y, f, h, tableau, time, newton,
-                                 _nudge(time(t1), t) if config.perturb else None)
+            try:
+                y1, ks = fixed_size_step(func, t, y, f, h, tableau, time, newton,
+                                         _nudge(time(t1), t) if config.perturb else None)
+            except NewtonFailure as failure:
+                raise NewtonConvergenceError(
+                    f"Newton's method failed in the step from t={t:.6g} (h={h:.3g}): "
+                    f"{failure}; use a smaller step_size or an adaptive implicit method "
+                    "(kvaerno3)") from None
             nfe += tableau.stages - 1 if newton is None else 0
             if record_trace:
                 stats.trace.append(StepRecord(t, h, math.nan, True))
@@ -135,20 +141,18 @@ def _newton(func, config: SolveConfig, stats: PassStats):
     return Newton(func, *config.newton_tolerances, stats, max_iterations=iterations)
 
 
-def _fixed_step(func, t, y, f, h, tableau, time, newton, end_time):
-    """One fixed step. An implicit one whose (simplified) Newton iteration fails retries with
-    a fresh Jacobian, then with full Newton, then gives up."""
+def fixed_size_step(func, t, y, f, h, tableau, time, newton, end_time=None):
+    """One step whose size may not change (a fixed-grid step, or the replay of a forward step
+    for the checkpointed gradient). An implicit one whose simplified Newton iteration fails
+    retries with a fresh Jacobian, then with full Newton; the third failure propagates."""
     for attempt in range(3):
         if newton is not None:   # attempt 0: cached J; 1: fresh J; 2: full Newton
             newton.full = attempt == 2
         try:
             return rk_step(func, t, y, f, h, tableau, time, end_time=end_time, newton=newton)
-        except NewtonFailure as failure:
+        except NewtonFailure:
             if attempt == 2:
-                raise NewtonConvergenceError(
-                    f"Newton's method failed in the step from t={t:.6g} (h={h:.3g}): "
-                    f"{failure}; use a smaller step_size or an adaptive implicit method "
-                    "(kvaerno3)") from None
+                raise
             newton.jacobian = None
         finally:
             if newton is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from .newton import implicit_stage
 from .tableaux import ButcherTableau
 
 _STACK_FROM = 5  # rows with at least this many nonzero coefficients use stack + addmv
@@ -67,7 +68,6 @@ def _implicit_step(func, t, y, f0, h, tableau, time, newton, end_time=None):
     """A diagonally implicit step: each stage with a_ii ≠ 0 solves
     ``z = base + h a_ii f(t_i, z)`` (Newton), and its slope is ``k = (z - base)/(h a_ii)``,
     exact at the solution and free of another evaluation of f."""
-    from .newton import implicit_stage
     stage_time = lambda i: (end_time if end_time is not None and tableau.c[i] == 1.0
                             else time(t + tableau.c[i] * h))
     # the Jacobian is taken at the step's start (just after it, when the step avoids its own

@@ -10,18 +10,9 @@ from nodelib.plotting import grid_mass, log_prob_on_grid
 from nodelib.flows import (CNF, CNFDynamics, PlanarCNFField, PlanarFlow, PlanarNF, exact_trace,
                            hutchinson_trace, sample_noise, standard_normal_log_prob)
 
+from problems import Linear  # noqa: E402
+
 F64 = torch.float64
-
-
-class Linear(nn.Module):
-    """dz/dt = A z: the flow map is e^{tA}, so log|det| = t tr(A) exactly."""
-
-    def __init__(self, A):
-        super().__init__()
-        self.A = nn.Parameter(A)
-
-    def forward(self, t, z):
-        return z @ self.A.T
 
 
 class Tanh(nn.Module):

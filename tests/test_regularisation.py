@@ -13,19 +13,10 @@ from nodelib.regularisation import (RegularisedBlock, RegularisedCNF, Regularise
                                     frobenius_exact, frobenius_hutchinson, jacobian_rows,
                                     odeint_with_penalties, steer_end_time)
 
+from problems import Linear  # noqa: E402
+
 F64 = torch.float64
 TIGHT = dict(rtol=1e-10, atol=1e-10)
-
-
-class Linear(nn.Module):
-    """dz/dt = A z, so z(t) = e^{tA} z(0) and ∂f/∂z = A everywhere."""
-
-    def __init__(self, A):
-        super().__init__()
-        self.A = nn.Parameter(A)
-
-    def forward(self, t, z):
-        return z @ self.A.T
 
 
 def diag_case():

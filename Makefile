@@ -1,6 +1,11 @@
 # Two commands do everything on a fresh machine:
-#   make book   build the HTML book (creates .venv from requirements.txt on first use)
-#   make test   run every test: nodelib unit tests, book checks, nbval over every chapter
+#   make book     build the HTML book from the committed, stamped outputs (minutes; creates .venv
+#                 from requirements.txt on first use)
+#   make test     run every test: nodelib unit tests, book checks (including the outputs' nodelib
+#                 stamps), nbval re-executing every chapter
+# and one more for authors:
+#   make outputs  execute chapters in place and stamp them with the nodelib that produced them
+#                 (NB=chapters/NN_slug.ipynb for one chapter)
 # See README.md.
 
 VENV           ?= .venv
@@ -12,11 +17,12 @@ PY    := $(VENV)/bin/python
 PIP   := $(PY) -m pip
 STAMP := $(VENV)/.deps-installed
 
-.PHONY: book test browser-check sync check-sync env clean help
+.PHONY: book test outputs check-outputs browser-check sync check-sync env clean help
 
 help:
-	@echo "make book           build the book into _build/html (creates $(VENV) on first use)"
-	@echo "make test           run all tests (pytest: unit tests + nbval over chapters/)"
+	@echo "make book           build the book into _build/html from the committed outputs"
+	@echo "make test           run all tests (pytest: unit tests + book checks + nbval over chapters/)"
+	@echo "make outputs        execute every chapter in place and stamp it (NB=... for one)"
 	@echo "make browser-check  check the built book in headless Chromium"
 	@echo "make sync           re-stamp Colab badges and setup cells from _config.yml"
 	@echo "make clean          remove _build and caches"
@@ -39,6 +45,13 @@ book: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest
+
+NB ?=
+outputs: $(STAMP)
+	$(PY) tools/outputs.py $(NB)
+
+check-outputs: $(STAMP)
+	$(PY) tools/outputs.py --check
 
 browser-check: $(STAMP)
 	$(PY) tools/browser_check.py --html _build/html

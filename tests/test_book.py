@@ -25,7 +25,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-import sync_colab  # noqa: E402  (tools/ is not a package)
+import outputs  # noqa: E402  (tools/ is not a package)
+import sync_colab  # noqa: E402
 from browser_check import RAW_PROGRESS, raw_progress_lines  # noqa: E402
 
 NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))
@@ -143,9 +144,9 @@ def test_toc_and_chapters_agree():
 def test_config_builds_offline_and_strict():
     cfg = book_config()
     execute = cfg["execute"]
-    assert execute["execute_notebooks"] == "force"
+    # built from the committed outputs, which test_outputs_come_from_this_nodelib keeps honest
+    assert execute["execute_notebooks"] == "off"
     assert execute["allow_errors"] is False
-    assert execute["timeout"] >= 600
     assert cfg["only_build_toc_files"] is True
     extensions = cfg["sphinx"]["extra_extensions"]
     for ext in ("sphinx_proof", "sphinx_exercise", "sphinx-mathjax-offline"):
@@ -253,12 +254,119 @@ def test_committed_with_outputs(nb_path):
     counts = [c.execution_count for c in cells]
     unexecuted = [i for i, n in enumerate(counts) if n is None]
     assert not unexecuted, (f"code cells {unexecuted} have no outputs; execute with "
-                            f"`jupyter nbconvert --to notebook --execute --inplace {nb_path.name}`")
+                            f"`make outputs NB=chapters/{nb_path.name}`")
     assert counts == sorted(counts) and len(set(counts)) == len(counts), \
         "cells were not executed top to bottom in one kernel"
     assert any(c.outputs for c in cells), "notebook is committed without outputs"
     errors = [i for i, c in enumerate(cells) if any(o.output_type == "error" for o in c.outputs)]
     assert not errors, f"code cells {errors} are committed with an error output"
+
+
+@nb_params
+def test_outputs_come_from_this_nodelib(nb_path):
+    """The book shows the committed outputs, so they must come from the committed nodelib:
+    tools/outputs.py stamps a hash of nodelib/ when it executes a notebook."""
+    stamp = outputs.stamp_of(read(nb_path))
+    assert stamp == outputs.nodelib_source_hash(ROOT), (
+        f"{nb_path.name}'s outputs were produced by another nodelib (stamp {str(stamp)[:12]}); "
+        f"re-execute it: `make outputs NB=chapters/{nb_path.name}`")
+
+
+def test_stamp_hash_follows_the_source(tmp_path):
+    """The stamp changes with any byte of any module, and only with nodelib's sources."""
+    (tmp_path / "nodelib" / "sub").mkdir(parents=True)
+    (tmp_path / "nodelib" / "a.py").write_text("x = 1\n")
+    (tmp_path / "nodelib" / "sub" / "b.py").write_text("y = 2\n")
+    first = outputs.nodelib_source_hash(tmp_path)
+    (tmp_path / "nodelib" / "__pycache__").mkdir()
+    (tmp_path / "nodelib" / "__pycache__" / "a.cpython-311.py").write_text("junk")
+    (tmp_path / "README.md").write_text("not nodelib")
+    assert outputs.nodelib_source_hash(tmp_path) == first
+    (tmp_path / "nodelib" / "sub" / "b.py").write_text("y = 3\n")
+    assert outputs.nodelib_source_hash(tmp_path) != first
+    (tmp_path / "nodelib" / "sub" / "b.py").write_text("y = 2\n")
+    (tmp_path / "nodelib" / "sub" / "b.py").rename(tmp_path / "nodelib" / "b.py")
+    assert outputs.nodelib_source_hash(tmp_path) != first  # a move is a change
+
+
+@nb_params
+def test_setup_cell_pins_cpu_threads(nb_path):
+    """Every chapter runs on one CPU thread, so its time does not depend on the caller's
+    OMP_NUM_THREADS or on other work sharing a small machine."""
+    tree = ast.parse(setup_cell(read(nb_path)).source)
+    pins = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+            and ast.unparse(node.func) == "torch.set_num_threads"]
+    assert [ast.unparse(node.args[0]) for node in pins] == ["1"]
+
+
+# A solution "states a number" when it has a decimal, a number of two or more digits, or a
+# percentage; single digits ("two layers", $h_1$) do not count.
+STATES_A_NUMBER = re.compile(r"\d\.\d|\d{2,}|\d\s*%")
+SOLUTION = re.compile(r"^(`{3,}|:{3,})\{solution\}[ \t]*(\S+)[^\n]*\n(.*?)^\1[ \t]*$", re.S | re.M)
+CHECK_LINE = re.compile(r"^# check: (\S+)\s*$")
+
+
+def unchecked_solutions(nb) -> list[str]:
+    """Solutions that state a number but have no check cell of their own: a code cell, hidden in
+    the book, whose first line is ``# check: <exercise label>`` and which asserts something,
+    among the code cells right after the markdown cell that holds the solution."""
+    problems = []
+    cells = nb.cells
+    for i, cell in enumerate(cells):
+        if cell.cell_type != "markdown":
+            continue
+        following = []
+        for nxt in cells[i + 1:]:
+            if nxt.cell_type != "code":
+                break
+            following.append(nxt)
+        checks = {}
+        for code in following:
+            m = CHECK_LINE.match(code.source.split("\n", 1)[0])
+            if m:
+                checks[m.group(1)] = code
+        for m in SOLUTION.finditer(cell.source):
+            label, body = m.group(2), m.group(3)
+            if not STATES_A_NUMBER.search(body):
+                continue
+            code = checks.get(label)
+            if code is None:
+                problems.append(f"markdown cell {i}: the solution of {label} states numbers but no "
+                                f"code cell after it starts with '# check: {label}'")
+                continue
+            tags = code.metadata.get("tags", [])
+            has_assert = any(isinstance(node, ast.Assert)
+                             for node in ast.walk(ast.parse(python_source(code.source))))
+            if not has_assert:
+                problems.append(f"check cell of {label}: asserts nothing")
+            if not {"hide-cell", "remove-cell", "remove-input"} & set(tags):
+                problems.append(f"check cell of {label}: not hidden in the book (tag it hide-cell)")
+    return problems
+
+
+@nb_params
+def test_every_solution_with_numbers_has_a_check_cell(nb_path):
+    problems = unchecked_solutions(read(nb_path))
+    assert not problems, "\n".join(problems)
+
+
+def test_unchecked_solutions_catches_a_missing_or_empty_check():
+    md = nbformat.v4.new_markdown_cell(
+        "```{exercise} Step\n:label: ex-a\nHow big?\n```\n\n"
+        "```{solution} ex-a\n:class: dropdown\nAbout 0.25.\n```\n\n"
+        "```{solution} ex-b\n:class: dropdown\nTwo layers.\n```")
+    nb = nbformat.v4.new_notebook(cells=[md])
+    assert len(unchecked_solutions(nb)) == 1  # ex-a states a number; ex-b does not
+    check = nbformat.v4.new_code_cell("# check: ex-a\nassert abs(x - 0.25) < 1e-3")
+    nb.cells.append(check)
+    assert any("not hidden" in p for p in unchecked_solutions(nb))
+    check.metadata["tags"] = ["hide-cell"]
+    assert unchecked_solutions(nb) == []
+    check.source = "# check: ex-a\nprint(x)"
+    assert any("asserts nothing" in p for p in unchecked_solutions(nb))
+    nb.cells.insert(1, nbformat.v4.new_markdown_cell("text between"))
+    check.source = "# check: ex-a\nassert x"
+    assert len(unchecked_solutions(nb)) == 1  # a check cell must follow its solution directly
 
 
 def output_texts(cell):

@@ -118,7 +118,7 @@ def setup_source(cfg: BookConfig) -> str:
     default = _string_literal_lines(cfg.install_source, indent=8, closing=")")
     return f'''{SETUP_MARKER}
 # Installs nodelib only if it is missing (e.g. on Colab), picks the device,
-# seeds every RNG.
+# pins CPU threads, seeds every RNG.
 import importlib.util, os, subprocess, sys
 
 if importlib.util.find_spec("nodelib") is None:
@@ -135,6 +135,10 @@ import numpy as np
 import torch
 
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+# One CPU thread: the tensors are small, and on a shared 2-core machine a
+# second thread only spins against the first (and every chapter is timed
+# alike, whatever OMP_NUM_THREADS the caller set).
+torch.set_num_threads(1)
 SEED = 0
 random.seed(SEED)
 np.random.seed(SEED)
@@ -247,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     elif not out_of_sync:
         print(f"{len(notebooks)} notebook(s) already in sync")
     else:
-        print("Re-execute the stamped notebooks so they are committed with outputs, e.g.\n"
-              "  jupyter nbconvert --to notebook --execute --inplace chapters/NN_slug.ipynb")
+        print("Re-execute the stamped notebooks so they are committed with outputs:\n"
+              "  make outputs NB=chapters/NN_slug.ipynb")
     return 0
 
 

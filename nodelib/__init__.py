@@ -74,3 +74,7 @@ from .latent import (ELBO, GapRNN, LatentODE, MLPDynamics, ODERNN,  # noqa: E402
 __all__ += ["ELBO", "GapRNN", "LatentODE", "MLPDynamics", "ODERNN", "RecognitionRNN",
             "SpiralData", "gaussian_kl", "gaussian_log_likelihood", "observation_mask",
             "reparameterize", "spirals", "union_grid"]
+
+from .memory import KeptBySolve, SavedTensorMeter, kept_by_solve  # noqa: E402
+
+__all__ += ["KeptBySolve", "SavedTensorMeter", "kept_by_solve"]

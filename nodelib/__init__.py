@@ -78,3 +78,10 @@ __all__ += ["ELBO", "GapRNN", "LatentODE", "MLPDynamics", "ODERNN", "Recognition
 from .memory import KeptBySolve, SavedTensorMeter, kept_by_solve  # noqa: E402
 
 __all__ += ["KeptBySolve", "SavedTensorMeter", "kept_by_solve"]
+
+from .flow_matching import (FlowSamples, cfm_loss, couple, interpolate,  # noqa: E402
+                            normalised_path_energy, ot_pairing, path_energy, reflow_pairs,
+                            sample_flow, wasserstein2)
+
+__all__ += ["FlowSamples", "cfm_loss", "couple", "interpolate", "normalised_path_energy",
+            "ot_pairing", "path_energy", "reflow_pairs", "sample_flow", "wasserstein2"]

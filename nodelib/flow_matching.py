@@ -35,6 +35,7 @@ import torch
 
 from .odeint import odeint
 from .stats import SolverStats
+from .tableaux import ADAPTIVE_METHODS
 
 COUPLINGS = ("independent", "ot")
 
@@ -42,9 +43,23 @@ COUPLINGS = ("independent", "ot")
 # --------------------------------------------------------------------------- optimal transport
 def _sq_cost(x: torch.Tensor, y: torch.Tensor):
     """Squared Euclidean cost matrix as a float64 numpy array (CPU)."""
+    if len(x) != len(y):
+        raise ValueError(f"need samples of equal size, got {len(x)} and {len(y)}")
     x = x.detach().to("cpu", torch.float64).reshape(len(x), -1)
     y = y.detach().to("cpu", torch.float64).reshape(len(y), -1)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"need samples of equal dimension, got {tuple(x.shape[1:])} and "
+                         f"{tuple(y.shape[1:])} per point")
     return torch.cdist(x, y).square().numpy()
+
+
+def _assignment(cost) -> torch.Tensor:
+    """The optimal permutation for a square cost matrix (``perm[i]`` is row ``i``'s column)."""
+    from scipy.optimize import linear_sum_assignment   # optional dependency: only OT needs it
+    rows, cols = linear_sum_assignment(cost)
+    perm = torch.empty(len(cost), dtype=torch.long)
+    perm[torch.as_tensor(rows)] = torch.as_tensor(cols)
+    return perm
 
 
 def ot_pairing(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
@@ -56,20 +71,15 @@ def ot_pairing(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
     exactly by ``scipy.optimize.linear_sum_assignment`` (O(n³); about 0.01 s for n = 256).
     Returns a long tensor on ``x1``'s device; ``x1[π]`` is the partner of ``x0``.
     """
-    if len(x0) != len(x1):
-        raise ValueError(f"need samples of equal size, got {len(x0)} and {len(x1)}")
-    from scipy.optimize import linear_sum_assignment   # optional dependency: only OT needs it
-    rows, cols = linear_sum_assignment(_sq_cost(x0, x1))
-    perm = torch.empty(len(x0), dtype=torch.long)
-    perm[torch.as_tensor(rows)] = torch.as_tensor(cols)
-    return perm.to(x1.device)
+    return _assignment(_sq_cost(x0, x1)).to(x1.device)
 
 
 def wasserstein2(x: torch.Tensor, y: torch.Tensor) -> float:
     """Exact 2-Wasserstein distance between the empirical measures of two equal-size samples:
-    ``W2 = (min_π (1/n) Σ_i ‖x[i] - y[π[i]]‖²)^{1/2}``, by :func:`ot_pairing`."""
-    perm = ot_pairing(x, y).cpu()
+    ``W2 = (min_π (1/n) Σ_i ‖x[i] - y[π[i]]‖²)^{1/2}``, by the assignment of :func:`ot_pairing`
+    (one cost matrix, computed in float64 on the CPU)."""
     cost = _sq_cost(x, y)
+    perm = _assignment(cost)
     return float(cost[range(len(x)), perm.numpy()].mean() ** 0.5)
 
 
@@ -79,6 +89,8 @@ def couple(x0: torch.Tensor, x1: torch.Tensor, coupling: str = "independent",
     """Pair a source batch with a target batch: ``"independent"`` shuffles ``x1`` (for batches
     drawn independently a shuffle changes nothing in distribution, but it breaks any order the
     caller's batches may carry); ``"ot"`` reorders ``x1`` by :func:`ot_pairing`."""
+    if len(x0) != len(x1):
+        raise ValueError(f"need batches of equal size, got {len(x0)} and {len(x1)}")
     if coupling == "independent":
         device = generator.device if generator is not None else "cpu"
         perm = torch.randperm(len(x1), generator=generator, device=device)
@@ -93,9 +105,15 @@ def interpolate(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, sigma: floa
     """The straight conditional path and its velocity: ``x_t = (1 - t) x0 + t x1 + σ ε`` and
     ``u_t = x1 - x0`` (``t`` of shape ``(batch, 1)``; the noise, when ``σ > 0``, has a constant
     level and so adds nothing to the velocity)."""
+    if x0.shape != x1.shape:
+        raise ValueError(f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and "
+                         f"{tuple(x1.shape)}")
+    if x0.dim() != 2 or t.shape != (len(x0), 1):
+        raise ValueError(f"need x0 of shape (batch, dim) and t of shape (batch, 1) = "
+                         f"({len(x0)}, 1), got x0 {tuple(x0.shape)} and t {tuple(t.shape)}")
     xt = (1 - t) * x0 + t * x1
     if sigma > 0:
-        if noise is None:
+        if noise is None or noise.shape != x0.shape:
             raise ValueError("sigma > 0 needs noise shaped like x0")
         xt = xt + sigma * noise
     return xt, x1 - x0
@@ -111,6 +129,9 @@ def cfm_loss(field, x0: torch.Tensor, x1: torch.Tensor, *,
     1-rectified flow), ``"ot"`` is OT-CFM (Tong et al.). For fixed pairs (reflow) pass them in
     order with ``coupling=None``. ``t`` (shape ``(batch, 1)``) fixes the times instead of drawing
     them, e.g. to compare with another loss on the same points."""
+    if x0.shape != x1.shape:
+        raise ValueError(f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and "
+                         f"{tuple(x1.shape)}")
     if coupling is not None:
         x0, x1 = couple(x0, x1, coupling, generator)
     gen_device = generator.device if generator is not None else "cpu"
@@ -143,6 +164,20 @@ def _solve(func, y0, *, method: str, steps: int | None, times, rtol: float, atol
     t = t.to(device=(y0[0] if isinstance(y0, tuple) else y0).device,
               dtype=(y0[0] if isinstance(y0, tuple) else y0).dtype)
     opts = dict(options or {})
+    method = "dopri5" if method is None else method
+    if steps is not None:
+        if method in ADAPTIVE_METHODS:
+            raise ValueError(f"steps={steps} fixes the grid of a fixed-step method, but "
+                             f"{method!r} is adaptive: control it with rtol/atol, or pick a "
+                             f"fixed-step method such as 'euler', 'midpoint' or 'rk4'")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    elif (method not in ADAPTIVE_METHODS and "step_size" not in opts
+          and "grid_constructor" not in opts):
+        # nodelib's default for a fixed-step method is one step per output interval: for a
+        # sampler that silently means a single step from noise to data
+        raise ValueError(f"the fixed-step method {method!r} needs steps= (or a step_size or "
+                         f"grid_constructor in options)")
     if steps is not None:                       # exactly `steps` equal steps, either direction
         opts["grid_constructor"] = lambda f, y, tt: torch.linspace(
             float(tt[0]), float(tt[-1]), steps + 1, dtype=tt.dtype, device=tt.device)
@@ -155,8 +190,10 @@ def sample_flow(field, x0: torch.Tensor, *, method: str = "dopri5", steps: int |
                 options: dict | None = None) -> FlowSamples:
     """Push ``x0`` through ``dx/dt = field(t, x)`` from ``times[0]`` to ``times[-1]`` with any
     nodelib method, without building a graph. A fixed-step method takes ``steps`` equal steps
-    (on ``torch.linspace(times[0], times[-1], steps + 1)``); an adaptive one is controlled by ``rtol``/``atol``. The NFE is
-    the solver's own count (``SolverStats.nfe_forward``)."""
+    (on ``torch.linspace(times[0], times[-1], steps + 1)``; ``steps`` is required for it), an
+    adaptive one is controlled by ``rtol``/``atol`` (and rejects ``steps``). The states at
+    ``times`` are returned in ``x0``'s device and dtype; the NFE is the solver's own count
+    (``SolverStats.nfe_forward``)."""
     stats = SolverStats()
     with torch.no_grad():
         xs = _solve(field, x0, method=method, steps=steps, times=times, rtol=rtol, atol=atol,
@@ -167,7 +204,8 @@ def sample_flow(field, x0: torch.Tensor, *, method: str = "dopri5", steps: int |
 def reflow_pairs(field, x0: torch.Tensor, **sample_kwargs) -> tuple[torch.Tensor, torch.Tensor]:
     """Rectified flow's reflow coupling (Liu et al. 2023): the pairs ``(x0, φ(x0))`` of a trained
     flow ``φ``. A new field trained on these fixed pairs (``cfm_loss(..., coupling=None)``)
-    transports the same marginals with straighter paths."""
+    transports the same marginals as ``φ`` (the source, and ``φ``'s output law, errors included)
+    with straighter paths."""
     return x0, sample_flow(field, x0, **sample_kwargs).x
 
 
@@ -181,15 +219,19 @@ class _EnergyDynamics(torch.nn.Module):
         return v, v.square().sum(-1)
 
 
-def path_energy(field, x0: torch.Tensor, *, method: str = "rk4", steps: int | None = 32,
+def path_energy(field, x0: torch.Tensor, *, method: str = "rk4", steps: int | None = None,
                 rtol: float = 1e-5, atol: float = 1e-5,
                 options: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-sample path energy ``E = ∫_0^1 ‖v(t, x(t))‖² dt`` along the flow from ``x0``, by
-    solving ``(x, E)`` together with any nodelib method. Returns ``(x1, E, gap)`` with the
+    solving ``(x, E)`` together with any nodelib method (a fixed-step one takes ``steps``
+    equal steps, 32 by default; an adaptive one follows ``rtol``/``atol``). Returns
+    ``(x1, E, gap)`` with the
     straightness gap ``gap = E - ‖x1 - x0‖²``, which is ``≥ 0`` by Cauchy–Schwarz
     (``‖∫v dt‖² ≤ ∫‖v‖² dt``) and zero exactly when the path is a straight line at constant
     speed. The mean of ``E`` over the source is the quantity that dynamic optimal transport
     minimises (Benamou–Brenier): its minimum is ``W2²`` of the two marginals."""
+    if steps is None and method not in ADAPTIVE_METHODS:
+        steps = 32
     stats = SolverStats()
     with torch.no_grad():
         xs, es = _solve(_EnergyDynamics(field), (x0, x0.new_zeros(x0.shape[:-1])),

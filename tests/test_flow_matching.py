@@ -198,3 +198,61 @@ def test_path_energy_matches_a_separate_solve():
                      options={"step_size": 1 / 64}, stats=SolverStats())[-1]
     assert torch.allclose(x1, ref, atol=1e-12)
     assert (gap > -1e-9).all()                                # Cauchy–Schwarz
+
+
+def test_sampler_rejects_a_missing_or_a_meaningless_step_count():
+    field = lambda t, x: -x                                  # noqa: E731
+    x0 = torch.ones(3, 2)
+    # a fixed-step method without steps would silently take one step per output interval
+    with pytest.raises(ValueError, match="needs steps="):
+        sample_flow(field, x0, method="euler")
+    with pytest.raises(ValueError, match="is adaptive"):
+        sample_flow(field, x0, method="dopri5", steps=8)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="positive integer"):
+            sample_flow(field, x0, method="euler", steps=bad)
+    # an explicit step size in options is the caller's choice
+    out = sample_flow(field, x0, method="euler", options={"step_size": 0.25})
+    assert out.nfe == 4
+    # path_energy: 32 steps by default for a fixed-step method, tolerances for an adaptive one
+    _, e_rk4, _ = path_energy(field, x0.double())
+    _, e_dp, _ = path_energy(field, x0.double(), method="dopri5", rtol=1e-10, atol=1e-10)
+    exact = 2 * (1 - math.exp(-2.0)) / 2                      # ∫ |x0|² e^{-2t} dt, |x0|² = 2
+    assert torch.allclose(e_rk4, torch.full((3,), exact, dtype=DT), rtol=1e-6)
+    assert torch.allclose(e_dp, torch.full((3,), exact, dtype=DT), rtol=1e-8)
+
+
+def test_shape_errors_are_clear():
+    field = lambda t, x: x                                   # noqa: E731
+    x0 = torch.zeros(4, 2)
+    with pytest.raises(ValueError, match="same shape"):       # would broadcast silently
+        cfm_loss(field, x0, torch.zeros(1, 2), coupling=None)
+    with pytest.raises(ValueError, match="same shape"):
+        cfm_loss(field, x0, torch.zeros(5, 2), coupling="independent")
+    with pytest.raises(ValueError, match="equal size"):
+        couple(x0, torch.zeros(5, 2), "independent")
+    with pytest.raises(ValueError, match=r"t of shape \(batch, 1\)"):
+        cfm_loss(field, torch.zeros(2, 2), torch.ones(2, 2), coupling=None,
+                 t=torch.zeros(2))                            # (2,) would broadcast as a row
+    with pytest.raises(ValueError, match="equal dimension"):
+        wasserstein2(torch.zeros(3, 2), torch.zeros(3, 3))
+
+
+def test_independent_coupling_is_a_permutation_and_draws_follow_the_input():
+    gen = torch.Generator().manual_seed(5)
+    x0, x1 = torch.randn(64, 2, dtype=DT), torch.randn(64, 2, dtype=DT)
+    p0, p1 = couple(x0, x1, "independent", gen)
+    assert torch.equal(p0, x0)
+    assert torch.equal(p1[p1[:, 0].argsort()], x1[x1[:, 0].argsort()])   # same rows, reordered
+    assert not torch.equal(p1, x1)
+    # the loss with σ > 0 is reproducible from the generator and follows the input's dtype
+    field = MLPField(2, hidden=8).to(DT)
+    for dtype in (torch.float32, DT):
+        f = field.to(dtype)
+        a, b = x0.to(dtype), x1.to(dtype)
+        l1 = cfm_loss(f, a, b, sigma=0.1, generator=torch.Generator().manual_seed(6))
+        l2 = cfm_loss(f, a, b, sigma=0.1, generator=torch.Generator().manual_seed(6))
+        l3 = cfm_loss(f, a, b, sigma=0.0, generator=torch.Generator().manual_seed(6))
+        assert l1.dtype == dtype and torch.equal(l1, l2) and not torch.equal(l1, l3)
+        out = sample_flow(f, a, method="rk4", steps=2)
+        assert out.x.dtype == dtype and out.x.device == a.device

@@ -28,7 +28,7 @@ class Newton:
     """The Newton solver of one solve: its cached Jacobian and factorisation, and its counts."""
 
     def __init__(self, func, rtol: float, atol: float, stats, *, max_iterations: int = 8,
-                 tol: float = 0.03):
+                 tol: float | None = None):
         self.func, self.rtol, self.atol, self.stats = func, rtol, atol, stats
         self.max_iterations, self.tol = max_iterations, tol
         self.jacobian = self.lu = None
@@ -76,8 +76,14 @@ class Newton:
         with torch.no_grad():
             z, base = guess.detach().clone(), base.detach()
             # an update below the dtype's resolution cannot be asked for: rtol floored at 100 eps
-            rtol = max(self.rtol, 100 * torch.finfo(z.dtype).eps)
+            eps = torch.finfo(z.dtype).eps
+            rtol = max(self.rtol, 100 * eps)
             scale = z.abs().mul(rtol).add_(self.atol)
+            # The iteration error allowed, relative to that scale, tightens with rtol as in
+            # RADAU5 (Hairer & Wanner IV.8): a fixed 0.03 let a reused Jacobian's slow
+            # convergence leave iteration errors far above the local error at rtol <= 1e-6.
+            tol = self.tol if self.tol is not None else max(10 * eps / rtol,
+                                                            min(0.03, math.sqrt(rtol)))
             previous = None
             for iteration in range(1, self.max_iterations + 1):
                 if self.full and iteration > 1:
@@ -96,7 +102,7 @@ class Newton:
                 rate = size / previous if previous else 0.0
                 # converged when the update — or, for a linearly converging iteration, the
                 # remaining error rate/(1 - rate)·size — is well below the tolerance
-                if size <= self.tol or (0 < rate < 1 and rate / (1 - rate) * size <= self.tol):
+                if size <= tol or (0 < rate < 1 and rate / (1 - rate) * size <= tol):
                     self.stats.n_newton_iterations += iteration
                     return z, iteration
                 if rate >= 0.9:                 # diverging or stalled: give up on this step

@@ -372,7 +372,7 @@ def test_no_warning_for_adaptive_callbacks():
 
 # --- architecture seams ----------------------------------------------------------------------
 def test_adaptive_tableau_without_dense_output_is_refused():
-    from nodelib.tableaux import ButcherTableau
+    from nodelib.solvers.tableaux import ButcherTableau
     with pytest.raises(ValueError, match="needs dense-output"):
         ButcherTableau("bad", 2, c=(0.0, 1.0), a=((), (1.0,)), b=(0.5, 0.5),
                        b_error=(-0.5, 0.5), embedded_order=1)

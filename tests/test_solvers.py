@@ -7,8 +7,8 @@ import torch
 from scipy.integrate import solve_ivp
 
 from nodelib import ADAPTIVE_METHODS, FIXED_STEP_METHODS, TABLEAUX, PassStats, SolverStats, odeint
-from nodelib.config import SolveConfig
-from nodelib.integrators import fixed_grid
+from nodelib.solvers.config import SolveConfig
+from nodelib.solvers.integrate import fixed_grid
 
 from problems import PROBLEMS
 
@@ -76,8 +76,8 @@ def _global_error_exp_sin(method, h, device):
 @pytest.mark.parametrize("method", ADAPTIVE_METHODS)
 def test_embedded_error_estimate_order(method):
     """The embedded estimate of the local error scales like h^(q+1), q the embedded order."""
-    from nodelib.newton import Newton
-    from nodelib.stepper import error_estimate, rk_step
+    from nodelib.solvers.newton import Newton
+    from nodelib.solvers.runge_kutta import error_estimate, rk_step
     tab = TABLEAUX[method]
     y0 = torch.ones(1, dtype=torch.float64)
     time = lambda v: torch.tensor(v, dtype=torch.float64)

@@ -225,7 +225,7 @@ def test_gradcheck_implicit_step():
 def test_real_stability_boundaries():
     """Known values: Euler's interval is [-2, 0]; every 4-stage order-4 method's is about
     [-2.785, 0]; dopri5's about [-3.31, 0]."""
-    from nodelib.stiffness import real_stability_boundary
+    from nodelib.solvers.stiffness import real_stability_boundary
     assert abs(real_stability_boundary(TABLEAUX["euler"]) - 2.0) < 2e-3
     assert abs(real_stability_boundary(TABLEAUX["rk4"]) - 2.785) < 2e-3
     assert abs(real_stability_boundary(TABLEAUX["dopri5"]) - 3.307) < 5e-3

@@ -18,22 +18,17 @@ import numpy as np
 import torch
 
 from .config import DEFAULT_MAX_NUM_STEPS, SolveConfig
-from .errors import (MaxStepsExceededError, NewtonConvergenceError, NonFiniteError,
+from .events import EventLocator
+from ..errors import (MaxStepsExceededError, NewtonConvergenceError, NonFiniteError,
                      StepSizeUnderflowError)
 from .interpolation import hermite, interpolate
 from .newton import Newton, NewtonFailure
-from .solution import Solution
-from .stats import PassStats, StepRecord
-from .stepper import _combine, error_estimate, rk_step
+from .problem import Problem, time_factory
+from .solution import PassStats, Solution, StepRecord
+from .runge_kutta import _combine, error_estimate, rk_step
 from .stiffness import StiffnessDetector
 
 _LINEAR = np.array([[1.0]])   # y0 + θ (y1 - y0), on the single slope (y1 - y0)/h
-
-
-def time_factory(like: torch.Tensor):
-    """Build the 0-d time tensors handed to ``func``, on y's device and in y's dtype."""
-    dtype, device = like.dtype, like.device
-    return lambda value: torch.full((), value, dtype=dtype, device=device)
 
 
 class _OutputTimes:
@@ -377,6 +372,44 @@ def integrate(func, y0, times, config: SolveConfig, stats: PassStats, **kwargs) 
     """Dispatch to the fixed-grid or adaptive integrator."""
     integrator = adaptive if config.adaptive else fixed_grid
     return integrator(func, y0, times, config, stats, **kwargs)
+
+
+def solve_problem(problem: Problem, stats: PassStats, *, event_fn=None,
+                  record_trace: bool = False, h0: float | None = None, callbacks="default",
+                  keep=None):
+    """Run the integrator on a prepared problem (flat states in, a Solution out)."""
+    times = problem.times
+    t = problem.t
+    if len(times) == 1 and event_fn is None:
+        return Solution(t=t, ys=problem.y0.unsqueeze(0), stats=stats)
+    event = None
+    if event_fn is not None:
+        if len(times) != 2:
+            raise ValueError(f"event handling needs t = [t0, t1] (t1 gives only the direction), "
+                             f"got {len(times)} times")
+        event_fn = _flat_event_fn(event_fn, problem)
+        event = EventLocator(event_fn, times[0], problem.y0, _event_tol(problem.config),
+                             time_factory(problem.y0))
+        times = [times[0], times[0] + (float("inf") if times[1] > times[0] else -float("inf"))]
+    callbacks = problem.callbacks if callbacks == "default" else callbacks
+    solution = integrate(problem.func, problem.y0, times, problem.config, stats,
+                         callbacks=callbacks, event=event, record_trace=record_trace, h0=h0,
+                         keep=keep)
+    solution.t = t
+    if event is not None:
+        solution.event_t = torch.tensor(event.t_event, dtype=t.dtype, device=t.device)
+        solution.t = torch.stack([t[0].detach(), solution.event_t])
+    return solution
+
+
+def _event_tol(config) -> float:
+    return config.controller.atol if config.controller is not None else 1e-9
+
+
+def _flat_event_fn(event_fn, problem: Problem):
+    if problem.layout is None:
+        return event_fn
+    return lambda t, y: event_fn(t, problem.layout.unflatten(y))
 
 
 __all__ = ["fixed_grid", "adaptive", "integrate", "DEFAULT_MAX_NUM_STEPS"]

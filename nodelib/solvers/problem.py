@@ -3,7 +3,7 @@
 The problem — func, y0, t — arrives here: a tensor state (a tuple state is flattened into one
 vector, as torchdiffeq does), the output times, and func wrapped so that its first output is
 checked and its step callbacks are found; each bad input is rejected with a message that names
-it. (The method and options are checked in :mod:`nodelib.config`.)
+it. (The method and options are checked in :mod:`nodelib.solvers.config`.)
 """
 from __future__ import annotations
 
@@ -13,7 +13,14 @@ from typing import NamedTuple
 
 import torch
 
-from .errors import NonFiniteError
+from ..errors import NonFiniteError
+from .config import SolveConfig, make_config
+
+
+def time_factory(like: torch.Tensor):
+    """Build the 0-d time tensors handed to ``func``, on y's device and in y's dtype."""
+    dtype, device = like.dtype, like.device
+    return lambda value: torch.full((), value, dtype=dtype, device=device)
 
 
 @dataclass
@@ -142,7 +149,7 @@ def find_callbacks(func, layout: TupleLayout | None, like: torch.Tensor, suffix:
     found = [getattr(func, name + suffix, None) for name in names]
     if not any(callable(cb) for cb in found):
         return None
-    time = lambda v: torch.full((), v, dtype=like.dtype, device=like.device)
+    time = time_factory(like)
 
     def wrap(cb):
         if not callable(cb):
@@ -171,7 +178,7 @@ class Problem:
     y0: torch.Tensor
     layout: TupleLayout | None
     t: torch.Tensor
-    config: object   # nodelib.config.SolveConfig
+    config: SolveConfig
     callbacks: Callbacks | None
 
     @property
@@ -184,7 +191,6 @@ class Problem:
 
 def prepare(func, y0, t, *, rtol, atol, method, options) -> Problem:
     """Everything checked once, before the first step; both entry points start here."""
-    from .config import make_config   # (config imports nothing of the problem's)
     y0_flat, layout = check_state(y0)
     t = check_times(t, y0_flat)
     adapter = None if layout is None else layout.adapt_norm

@@ -1,4 +1,5 @@
-"""The adjoint's augmented state: its layout, its dynamics and its error norm.
+"""The continuous adjoint (``strategy="backsolve"``): the augmented state — its layout, its
+dynamics and its error norm — and the autograd Function that solves it backwards.
 
 The backward pass of the continuous adjoint integrates, from t_N down to t_0,
 
@@ -10,12 +11,18 @@ evaluation, never a Jacobian) and :func:`adjoint_norm` the error norm of the bac
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
 
-from .control import rms_norm
+from ..solvers.config import SolveConfig
+from ..solvers.controllers import rms_norm
+from ..solvers.integrate import solve_problem
+from ..solvers.problem import Problem
+from ..solvers.solution import PassStats, SolverStats
 
 
 @dataclass(frozen=True)
@@ -128,3 +135,117 @@ def adjoint_norm(layout: AdjointLayout, state_norm=rms_norm, choice=None, unflat
         raise ValueError(f"adjoint_options['norm'] must be 'seminorm' or a callable, "
                          f"got {choice!r}")
     return norm
+
+
+@dataclass
+class BacksolveSettings:
+    """What the autograd Function needs besides the tensors it differentiates."""
+    problem: Problem
+    params: tuple
+    stats: SolverStats | None
+    backward_config: SolveConfig
+    norm_choice: object
+    backward_callbacks: object
+    event_fn: object
+
+
+class _BacksolveAdjoint(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, s: BacksolveSettings, y0, t, *params):
+        pass_stats = s.stats.forward if s.stats is not None else PassStats()
+        with torch.no_grad():
+            solution = solve_problem(s.problem, pass_stats, event_fn=s.event_fn,
+                                     record_trace=s.stats is not None)
+        ctx.settings = s
+        times = solution.t if s.event_fn is not None else t
+        ctx.save_for_backward(times, solution.ys)   # outputs only: memory flat in the steps
+        if s.event_fn is not None:   # event_t's own gradient comes from odeint_event
+            return solution.event_t, solution.ys
+        return solution.ys
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads):
+        s: BacksolveSettings = ctx.settings
+        t, ys = ctx.saved_tensors
+        grad_ys = grads[-1]
+        want_t = ctx.needs_input_grad[2] and s.event_fn is None
+        a, a_params, grad_t = _backsolve(s, t, ys, grad_ys, want_t)
+        grad_params = [g.view_as(p) for g, p in zip(a_params, s.params)]
+        return (None, a.view(ys.shape[1:]), grad_t, *grad_params)
+
+
+def _backsolve(s: BacksolveSettings, t: torch.Tensor, ys: torch.Tensor, grad_ys: torch.Tensor,
+               want_t: bool):
+    """The backward sweep: returns (∂L/∂y0, ∂L/∂θ per parameter, ∂L/∂t or None)."""
+    problem, func = s.problem, s.problem.func
+    layout = AdjointLayout(ys.shape[1:], tuple(p.shape for p in s.params), want_t)
+    # z and a are measured with the forward solve's norm (RMS for a fixed-step forward method)
+    forward = problem.config.controller
+    state_norm = forward.norm if forward is not None else rms_norm
+    unflatten = None if problem.layout is None else problem.layout.unflatten
+    norm = adjoint_norm(layout, state_norm, s.norm_choice, unflatten)
+    config = s.backward_config
+    if config.controller is not None:
+        config = _with_norm(config, norm)
+    dynamics = AdjointDynamics(func, s.params, layout)
+    pass_stats = s.stats.backward if s.stats is not None else PassStats()
+    callbacks = _tuple_callbacks(s.backward_callbacks, layout, unflatten)
+
+    times = t.tolist()
+    a = grad_ys[-1].reshape(-1)
+    a_params = ys.new_zeros(layout.n_params)
+    grad_t = torch.zeros_like(t) if want_t else None
+    a_t = ys.new_zeros(())
+    if want_t:
+        g_dot_f = _dot_slope(func, t[-1], ys[-1], grad_ys[-1])
+        pass_stats.nfe += 1
+        grad_t[-1] = g_dot_f
+        a_t = -g_dot_f
+    h_next = None   # the step size carries over from one interval to the next
+    for i in range(len(times) - 1, 0, -1):
+        # z restarts from the stored forward solution at t_i: no drift from the backward solve.
+        state = layout.pack(ys[i], a, a_params, a_t)
+        interval = Problem(dynamics, state, None, t[i - 1:i + 1].flip(0), config, callbacks)
+        solution = solve_problem(interval, pass_stats, record_trace=s.stats is not None,
+                                 h0=h_next, callbacks=callbacks)
+        h_next = solution.h_next
+        _, a, a_params, a_t = layout.unpack(solution.ys[-1])
+        a = a.reshape(-1) + grad_ys[i - 1].reshape(-1)
+        if want_t and i - 1 > 0:
+            g_dot_f = _dot_slope(func, t[i - 1], ys[i - 1], grad_ys[i - 1])
+            pass_stats.nfe += 1
+            grad_t[i - 1] = g_dot_f
+            a_t = a_t - g_dot_f
+    if want_t:
+        grad_t[0] = a_t
+    return a, layout.split_params(a_params), grad_t
+
+
+def _with_norm(config: SolveConfig, norm) -> SolveConfig:
+    """The backward config with the adjoint's norm in its controller (a copy: configs are
+    frozen and shared)."""
+    controller = copy.copy(config.controller)
+    controller.norm = norm
+    return dataclasses.replace(config, controller=controller)
+
+
+def _tuple_callbacks(callbacks, layout: AdjointLayout, unflatten):
+    """The ``_adjoint`` callbacks see the augmented state as torchdiffeq's tuple
+    ``(a_t, z, a, *a_params)``."""
+    if callbacks is None:
+        return None
+
+    def as_tuple(s):
+        z, a, a_params, a_t = layout.unpack(s)
+        a_t = s.new_zeros(()) if a_t is None else a_t
+        expand = (lambda x: (x,)) if unflatten is None else unflatten
+        return (a_t, *expand(z), *expand(a), *layout.split_params(a_params))
+    return type(callbacks)(*(
+        (lambda t0, y0, dt, cb=cb: cb(t0, as_tuple(y0), dt)) for cb in callbacks))
+
+
+def _dot_slope(func, t_i, y_i, g_i):
+    """``∂L/∂z(t_i) · f(t_i, z(t_i))``: how the loss moves when the output time t_i moves."""
+    return (g_i * func(t_i, y_i)).sum()

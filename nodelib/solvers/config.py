@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from .control import CONTROLLERS, NORMS, StepSizeController, rms_norm
+from .controllers import CONTROLLERS, NORMS, StepSizeController, rms_norm
 from .tableaux import ADAPTIVE_METHODS, FIXED_STEP_METHODS, TABLEAUX, ButcherTableau
 
 DEFAULT_MAX_NUM_STEPS = 100_000

@@ -12,49 +12,12 @@ backward pass, on top of the gradient of the state at a fixed time.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch.autograd.functional import vjp
 
-
-class EventLocator:
-    """Watches the accepted steps for a sign change of the (combined) event function."""
-
-    def __init__(self, event_fn, t0: float, y0: torch.Tensor, tol: float, time):
-        self.time, self.tol = time, max(float(tol), 1e-12)
-        with torch.no_grad():
-            signs = torch.sign(event_fn(time(t0), y0))
-        # all components made positive at t0, so "some component crossed" is "the min is <= 0"
-        self.event_fn = lambda t, y: torch.min(event_fn(t, y) * signs)
-        self.y0, self.found = y0, False
-        self.t_event = self.y_event = None
-
-    def _value(self, t: float, y: torch.Tensor) -> float:
-        with torch.no_grad():
-            return float(self.event_fn(self.time(t), y))
-
-    def after_step(self, t0: float, h: float, y0: torch.Tensor, y1: torch.Tensor,
-                   interpolant) -> bool:
-        if self._value(t0 + h, y1) > 0:
-            return False
-        # bisection on θ ∈ [0, 1] until the bracket is below tol in time
-        lo, hi = 0.0, 1.0
-        with torch.no_grad():
-            for _ in range(max(1, math.ceil(math.log2(abs(h) / self.tol)))):
-                mid = 0.5 * (lo + hi)
-                if self._value(t0 + mid * h, interpolant([mid])[0]) > 0:
-                    lo = mid
-                else:
-                    hi = mid
-        theta = 0.5 * (lo + hi)
-        # the state at the event keeps its graph to y0 and the parameters (time held fixed)
-        self.t_event, self.y_event = t0 + theta * h, interpolant([theta])[0]
-        self.found = True
-        return True
-
-    def stacked(self) -> torch.Tensor:
-        return torch.stack([self.y0, self.y_event])
+from ..solvers.events import combine_signs
+from ..solvers.problem import CheckedFunc, check_state
+from .backprop import odeint
 
 
 class _EventTimeGradient(torch.autograd.Function):
@@ -82,13 +45,11 @@ class _EventTimeGradient(torch.autograd.Function):
         return None, None, None, grad_state
 
 
-def odeint_event(func, y0, t0, *, event_fn, reverse_time: bool = False, odeint_interface=None,
-                 **kwargs):
+def odeint_event(func, y0, t0, *, event_fn, reverse_time: bool = False,
+                 odeint_interface=odeint, **kwargs):
     """Solve from ``t0`` until ``event_fn(t, y) = 0``; returns ``(event_t, solution)`` with
     gradients through ``event_t`` (to y0 and to the parameters of func). ``odeint_interface``
     is :func:`nodelib.odeint` (default) or :func:`nodelib.odeint_adjoint`; ``kwargs`` go to it."""
-    from .odeint import odeint
-    from .problem import CheckedFunc, check_state
     interface = odeint if odeint_interface is None else odeint_interface
     t0 = torch.as_tensor(t0).reshape(-1)
     t = torch.cat([t0, t0.detach() + (-1.0 if reverse_time else 1.0)])
@@ -101,15 +62,10 @@ def odeint_event(func, y0, t0, *, event_fn, reverse_time: bool = False, odeint_i
     else:
         state = layout.flatten([s[-1] for s in solution])
         c = lambda t_, y_: event_fn(t_, layout.unflatten(y_))
-    combined = _combine_signs(c, t0[0].to(state), flat_y0)
+    combined = combine_signs(c, t0[0].to(state), flat_y0)
     event_t, state = _EventTimeGradient.apply(f, combined, event_t.to(state), state)
     if layout is None:
         return event_t, torch.cat([solution[:-1], state[None]])
     parts = layout.unflatten(state)
     return event_t, tuple(torch.cat([s[:-1], p[None]]) for s, p in zip(solution, parts))
 
-
-def _combine_signs(event_fn, t0, y0):
-    with torch.no_grad():
-        signs = torch.sign(event_fn(t0, y0))
-    return lambda t, y: torch.min(event_fn(t, y) * signs)

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from .events import EventLocator
-from .integrators import integrate, time_factory
-from .problem import Problem, prepare
-from .solution import Solution
-from .stats import PassStats, SolverStats
+from ..solvers.integrate import solve_problem
+from ..solvers.problem import Problem, prepare
+from ..solvers.solution import PassStats, Solution, SolverStats
 
 
 def odeint(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, method: str | None = None,
@@ -68,44 +66,6 @@ def odesolve(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, method: str
     return solution
 
 
-def solve_problem(problem: Problem, stats: PassStats, *, event_fn=None,
-                  record_trace: bool = False, h0: float | None = None, callbacks="default",
-                  keep=None):
-    """Run the integrator on a prepared problem (flat states in, a Solution out)."""
-    times = problem.times
-    t = problem.t
-    if len(times) == 1 and event_fn is None:
-        return Solution(t=t, ys=problem.y0.unsqueeze(0), stats=stats)
-    event = None
-    if event_fn is not None:
-        if len(times) != 2:
-            raise ValueError(f"event handling needs t = [t0, t1] (t1 gives only the direction), "
-                             f"got {len(times)} times")
-        event_fn = _flat_event_fn(event_fn, problem)
-        event = EventLocator(event_fn, times[0], problem.y0, _event_tol(problem.config),
-                             time_factory(problem.y0))
-        times = [times[0], times[0] + (float("inf") if times[1] > times[0] else -float("inf"))]
-    callbacks = problem.callbacks if callbacks == "default" else callbacks
-    solution = integrate(problem.func, problem.y0, times, problem.config, stats,
-                         callbacks=callbacks, event=event, record_trace=record_trace, h0=h0,
-                         keep=keep)
-    solution.t = t
-    if event is not None:
-        solution.event_t = torch.tensor(event.t_event, dtype=t.dtype, device=t.device)
-        solution.t = torch.stack([t[0].detach(), solution.event_t])
-    return solution
-
-
-def _event_tol(config) -> float:
-    return config.controller.atol if config.controller is not None else 1e-9
-
-
-def _flat_event_fn(event_fn, problem: Problem):
-    if problem.layout is None:
-        return event_fn
-    return lambda t, y: event_fn(t, problem.layout.unflatten(y))
-
-
 def _solve_with_time_gradient(problem: Problem, stats: SolverStats | None, event_fn=None,
                               record_trace: bool | None = None) -> Solution:
     """The solve, plus the exact-flow gradient with respect to the times (see odeint)."""
@@ -133,3 +93,37 @@ def _solve_with_time_gradient(problem: Problem, stats: SolverStats | None, event
         dt = (t[1:] - t[1:].detach()).view(-1, *([1] * y0.dim()))
         solution.ys = torch.cat([y0.unsqueeze(0), ys[1:] + dt * slopes])
     return solution
+
+
+def odeint_per_sample(func, y0: torch.Tensor, t: torch.Tensor, *, solver=odeint,
+                      **solver_kwargs) -> torch.Tensor:
+    """States of ``y0[i]`` at its own times ``t[i]``: shape (batch, length, *state).
+
+    ``y0`` has shape (batch, *state) and ``t`` (batch, length); every row of ``t`` must start at
+    the same time and increase strictly. One call of ``solver`` (``odeint`` or
+    ``odeint_adjoint``, with ``solver_kwargs``) integrates the whole batch on the sorted union
+    of the times, so the batch shares its steps; each row then picks its own outputs. Note for
+    ``odeint_adjoint``: its backward pass restarts at every output time, so a union of many
+    distinct times makes it take at least one step per time.
+    """
+    if t.dim() != 2 or t.shape[0] != y0.shape[0]:
+        raise ValueError(f"t must have shape (batch, length) with batch = y0.shape[0] = "
+                         f"{y0.shape[0]}, got {tuple(t.shape)}")
+    if t.shape[1] >= 2 and not bool((t[:, 1:] > t[:, :-1]).all()):
+        raise ValueError("the times of every sample must be strictly increasing")
+    if not bool((t[:, 0] == t[0, 0]).all()):
+        raise ValueError("every sample must start at the same time t[:, 0]")
+    t = t.to(dtype=y0.dtype)
+    union, where = torch.unique(t, sorted=True, return_inverse=True)   # where: (batch, length)
+    # Window times are differences t[k] - t[s], so "the same" time can differ in its last bits
+    # between rows. Such near-duplicates would give the adjoint's backward pass intervals of a
+    # few ulps, too short to step across: merge times closer than 64 ulps of the largest one
+    # (moving an output by that much changes it by ~1e-13 relative, far below any tolerance).
+    eps = torch.finfo(y0.dtype).eps
+    span = union.abs().max().clamp_min(1.0)
+    keep = torch.cat([union.new_ones(1, dtype=torch.bool),
+                      union[1:] - union[:-1] > 64 * eps * span])
+    union, where = union[keep], (torch.cumsum(keep, 0) - 1)[where]
+    ys = solver(func, y0, union, **solver_kwargs)          # (n_union, batch, *state)
+    batch = torch.arange(y0.shape[0], device=y0.device).unsqueeze(1)
+    return ys[where, batch]

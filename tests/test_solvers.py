@@ -8,7 +8,7 @@ from scipy.integrate import solve_ivp
 
 from nodelib import ADAPTIVE_METHODS, FIXED_STEP_METHODS, TABLEAUX, PassStats, SolverStats, odeint
 from nodelib.solvers.config import SolveConfig
-from nodelib.solvers.integrate import fixed_grid
+from nodelib.solvers.integrate import integrate
 
 from problems import PROBLEMS
 
@@ -41,7 +41,7 @@ def _global_error(method, h, device, dtype=torch.float64):
     y0 = torch.tensor([1.0, 0.0], dtype=dtype, device=device)
     # adaptive tableaux run on the fixed grid too, to measure the order of the propagated method
     config = SolveConfig(TABLEAUX[method], step_size=h)
-    ys = fixed_grid(_rotation, y0, [0.0, 4.0], config, PassStats()).ys
+    ys = integrate(_rotation, y0, [0.0, 4.0], config, PassStats()).ys
     exact = torch.tensor([math.cos(4.0), -math.sin(4.0)], dtype=dtype, device=device)
     return (ys[-1] - exact).abs().max().item()
 
@@ -68,7 +68,7 @@ def test_convergence_order(method, device):
 
 def _global_error_exp_sin(method, h, device):
     y0 = torch.ones(1, dtype=torch.float64, device=device)
-    ys = fixed_grid(_exp_sin, y0, [0.0, 4.0], SolveConfig(TABLEAUX[method], step_size=h),
+    ys = integrate(_exp_sin, y0, [0.0, 4.0], SolveConfig(TABLEAUX[method], step_size=h),
                     PassStats()).ys
     return abs(ys[-1].item() - math.exp(math.sin(4.0)))
 

@@ -6,11 +6,14 @@ whole :class:`~nodelib.Solution` — states, accepted steps, final step size, st
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ..solvers.integrate import solve_problem
 from ..solvers.problem import Problem, prepare
 from ..solvers.solution import PassStats, Solution, SolverStats
+from .time_gradient import attach_output_times, shift_start
 
 
 def odeint(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, method: str | None = None,
@@ -57,7 +60,7 @@ def odeint(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, method: str |
 def odesolve(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, method: str | None = None,
              options: dict | None = None, event_fn=None, record_trace: bool = True) -> Solution:
     """Like :func:`odeint`, but returns the :class:`~nodelib.Solution`: ``ys`` (as odeint
-    returns them), the accepted steps ``step_t``/``step_h``, ``h_next`` and ``stats`` (a
+    returns them), the accepted steps ``step_start``/``step_h``, ``h_next`` and ``stats`` (a
     :class:`~nodelib.PassStats`, with the step trace unless ``record_trace=False``)."""
     problem = prepare(func, y0, t, rtol=rtol, atol=atol, method=method, options=options)
     holder = SolverStats()
@@ -68,30 +71,23 @@ def odesolve(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, method: str
 
 def _solve_with_time_gradient(problem: Problem, stats: SolverStats | None, event_fn=None,
                               record_trace: bool | None = None) -> Solution:
-    """The solve, plus the exact-flow gradient with respect to the times (see odeint)."""
+    """The solve, plus the exact-flow gradient with respect to the times (see odeint and
+    :mod:`nodelib.gradients.time_gradient`)."""
     f, t, y0 = problem.func, problem.t, problem.y0
     pass_stats = stats.forward if stats is not None else PassStats()
     record = stats is not None if record_trace is None else record_trace
-    needs_time_grad = t.requires_grad and torch.is_grad_enabled() and event_fn is None
-    y_start = y0
-    if needs_time_grad:
-        # Value unchanged, but d(y_start)/d t0 = -f(t0, y0): moving the start time along the
-        # trajectory is the same as moving the initial state against the flow.
-        with torch.no_grad():
-            f_start = f(t[0].detach(), y0)
-        y_start = y0 - (t[0] - t[0].detach()) * f_start
-        problem = Problem(f, y_start, problem.layout, t, problem.config, problem.callbacks)
+    needs_time_grad = t.requires_grad and torch.is_grad_enabled()
+    if needs_time_grad:   # (an event time depends on t0 through the state: events too)
+        problem = dataclasses.replace(problem, y0=shift_start(f, t[0], y0))
 
     solution = solve_problem(problem, pass_stats, event_fn=event_fn, record_trace=record)
 
-    if needs_time_grad and len(t) > 1:
-        ys = solution.ys
-        # d y(t_i) / d t_i = f(t_i, y(t_i)); the output at t_0 is y0 itself.
-        with torch.no_grad():
-            slopes = torch.stack([f(t[i].detach(), ys[i]) for i in range(1, len(t))])
-        pass_stats.nfe += len(t)
-        dt = (t[1:] - t[1:].detach()).view(-1, *([1] * y0.dim()))
-        solution.ys = torch.cat([y0.unsqueeze(0), ys[1:] + dt * slopes])
+    if needs_time_grad and event_fn is not None:
+        solution.ys = torch.cat([y0.unsqueeze(0), solution.ys[1:]])   # ys[0] is y0 itself
+        pass_stats.nfe += 1   # (shift_start's evaluation)
+    elif needs_time_grad and len(t) > 1:
+        solution.ys, nfe = attach_output_times(f, t, solution.ys, y0)
+        pass_stats.nfe += nfe
     return solution
 
 

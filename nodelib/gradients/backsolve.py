@@ -23,6 +23,7 @@ from ..solvers.controllers import rms_norm
 from ..solvers.integrate import solve_problem
 from ..solvers.problem import Problem
 from ..solvers.solution import PassStats, SolverStats
+from .time_gradient import dot_slope
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,7 @@ def _backsolve(s: BacksolveSettings, t: torch.Tensor, ys: torch.Tensor, grad_ys:
     grad_t = torch.zeros_like(t) if want_t else None
     a_t = ys.new_zeros(())
     if want_t:
-        g_dot_f = _dot_slope(func, t[-1], ys[-1], grad_ys[-1])
+        g_dot_f = dot_slope(func, t[-1], ys[-1], grad_ys[-1])
         pass_stats.nfe += 1
         grad_t[-1] = g_dot_f
         a_t = -g_dot_f
@@ -214,7 +215,7 @@ def _backsolve(s: BacksolveSettings, t: torch.Tensor, ys: torch.Tensor, grad_ys:
         _, a, a_params, a_t = layout.unpack(solution.ys[-1])
         a = a.reshape(-1) + grad_ys[i - 1].reshape(-1)
         if want_t and i - 1 > 0:
-            g_dot_f = _dot_slope(func, t[i - 1], ys[i - 1], grad_ys[i - 1])
+            g_dot_f = dot_slope(func, t[i - 1], ys[i - 1], grad_ys[i - 1])
             pass_stats.nfe += 1
             grad_t[i - 1] = g_dot_f
             a_t = a_t - g_dot_f
@@ -244,8 +245,3 @@ def _tuple_callbacks(callbacks, layout: AdjointLayout, unflatten):
         return (a_t, *expand(z), *expand(a), *layout.split_params(a_params))
     return type(callbacks)(*(
         (lambda t0, y0, dt, cb=cb: cb(t0, as_tuple(y0), dt)) for cb in callbacks))
-
-
-def _dot_slope(func, t_i, y_i, g_i):
-    """``∂L/∂z(t_i) · f(t_i, z(t_i))``: how the loss moves when the output time t_i moves."""
-    return (g_i * func(t_i, y_i)).sum()

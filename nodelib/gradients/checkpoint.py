@@ -17,13 +17,10 @@ import math
 
 import torch
 
-from ..errors import ODESolverError
-from ..solvers.integrate import (_LINEAR, _newton, _nudge, _OutputTimes, fixed_size_step,
-                                 solve_problem)
-from ..solvers.interpolation import hermite, interpolate
-from ..solvers.newton import NewtonFailure
-from ..solvers.problem import time_factory
+from ..solvers.controllers import FixedGrid
+from ..solvers.integrate import integrate, new_newton, solve_problem
 from ..solvers.solution import PassStats
+from .time_gradient import time_gradient
 
 DEFAULT_CHECKPOINTS = 64
 
@@ -60,29 +57,29 @@ def checkpoint_backward(problem, params, solution, checkpoints: Checkpoints, gra
     """Gradients (∂L/∂y0, ∂L/∂θ per parameter, ∂L/∂t or None) by re-running the segments."""
     func, config, t = problem.func, problem.config, problem.t
     times = t.tolist()
-    ends = solution.step_t[1:] + [times[-1]]
-    steps = list(zip(solution.step_t, ends))
+    starts = solution.step_start
+    ends = starts[1:] + [times[-1]]
     kept = checkpoints.kept
-    bounds = [index for index, *_ in kept] + [len(steps)]
+    bounds = [index for index, *_ in kept] + [len(ends)]
     direction = math.copysign(1.0, times[-1] - times[0])
     a_y = torch.zeros_like(problem.y0)
     a_f = None
     grad_params = [torch.zeros_like(p) for p in params]
-    newton = _newton(func, config, stats)
+    newton = new_newton(func, config, stats)   # one Jacobian cache for every segment
     for j in range(len(kept) - 1, -1, -1):
         _, t_start, y_ckpt, f_ckpt = kept[j]
-        segment = steps[bounds[j]:bounds[j + 1]]
+        segment = ends[bounds[j]:bounds[j + 1]]
         if not segment:
             continue
-        t_end = segment[-1][1]
+        t_end = segment[-1]
         outs = [i for i, s in enumerate(times)
                 if direction * (s - t_start) > 0 and direction * (s - t_end) <= 0]
         with torch.enable_grad():
             y = y_ckpt.detach().requires_grad_(True)
             carried_f = config.adaptive and j > 0
             f0 = f_ckpt.detach().requires_grad_(True) if carried_f else None
-            ys, y_end, f_end = _replay(func, config, segment, y, f0, [times[i] for i in outs],
-                                       newton, stats)
+            ys, y_end, f_end = _replay(func, config, t_start, segment, y, f0,
+                                       [times[i] for i in outs], newton, stats)
             total = (a_y * y_end).sum()
             if outs:
                 total = total + (grad_ys[outs] * ys).sum()
@@ -96,63 +93,23 @@ def checkpoint_backward(problem, params, solution, checkpoints: Checkpoints, gra
             if g is not None:
                 grad_params[k] += g
     grad_t = None
-    if want_t:   # the exact-flow formulas, as for odeint and backsolve: moving t0 moves the
-        # start of the trajectory (not the output ys[0] = y0 itself)
-        with torch.no_grad():
-            slopes = [func(t[i], solution.ys[i]) for i in range(len(times))]
-        stats.nfe += len(times)
-        grad_t = torch.stack([(grad_ys[i] * slopes[i]).sum() for i in range(len(times))])
-        grad_t[0] = -(a_y * slopes[0]).sum()
+    if want_t:
+        grad_t, slopes_nfe = time_gradient(func, t, solution.ys, grad_ys, a_y)
+        stats.nfe += slopes_nfe
     return a_y + grad_ys[0], grad_params, grad_t
 
 
-def _replay(func, config, segment, y, f0, out_times, newton, stats):
-    """Re-run the forward's steps ``segment`` (pairs (t, t1)) from y, recording the graph;
-    returns (outputs at out_times, y at the end, the next step's first slope or None)."""
-    tableau, time = config.tableau, time_factory(y)
-    outputs = _OutputTimes([segment[0][0]] + out_times, y, snap=0.0 if config.adaptive else 1e-9)
-    nfe = 0
-    for t, t1 in segment:
-        h = t1 - t
-        jump = config.adaptive and t1 in config.jump_t
-        if f0 is None and not tableau.diag(0):
-            f0 = func(_nudge(time(t), t1) if config.perturb else time(t), y)
-            nfe += 1
-        end_time = (_nudge(time(t1), t) if (jump or config.perturb) else None)
-        try:   # the forward's step size, so Newton may not shrink it: retry instead
-            y1, ks = fixed_size_step(func, t, y, f0, h, tableau, time, newton, end_time)
-        except NewtonFailure as failure:
-            raise ODESolverError(f"re-running the step from t={t:.6g} for the checkpointed "
-                                 f"gradient: {failure}") from None
-        nfe += tableau.stages - 1 if newton is None else 0
-        if config.adaptive:
-            if not tableau.fsal:
-                ks.append(func(time(t1), y1))
-                nfe += 1
-            interpolant = lambda th, y=y, ks=ks, h=h: interpolate(y, ks, h, th, tableau.dense)
-        else:
-            interpolant = _fixed_interpolant(func, config, time, y, f0, y1, t1, h)
-        outputs.after_step(t, t1, y1, interpolant)
-        if config.adaptive:
-            f0 = ks[-1]
-            if jump:
-                f0 = func(_nudge(time(t1), t1 + h), y1)
-                nfe += 1
-        else:
-            f0 = None
-        y = y1
-    stats.nfe += nfe
-    ys = outputs.stacked()[1:]
-    return ys, y, f0
-
-
-def _fixed_interpolant(func, config, time, y, f, y1, t1, h):
-    def interpolant(thetas):
-        if config.interp == "linear":
-            return interpolate(y, [(y1 - y) / h], h, thetas, _LINEAR)
-        f0 = f if f is not None else func(time(t1 - h), y)
-        return hermite(y, f0, y1, func(time(t1), y1), h, thetas)
-    return interpolant
+def _replay(func, config, t_start, ends, y, f0, out_times, newton, stats):
+    """Re-run the forward's steps from ``t_start`` through the step ``ends``, from y (and the
+    checkpointed first slope f0), recording the graph: the integrate loop itself, with a
+    :class:`~nodelib.solvers.controllers.FixedGrid` of those ends. Returns (outputs at
+    out_times, y at the end, the next step's first slope or None)."""
+    grid = FixedGrid(ends, config.jump_t if config.adaptive else (), replay=True)
+    counts = PassStats()   # (the backward pass reports evaluations, not replayed steps)
+    solution = integrate(func, y, [t_start] + out_times, config, counts, controller=grid, f0=f0,
+                         newton=newton)
+    stats.nfe += counts.nfe
+    return solution.ys[1:], solution.y_last, solution.f_last
 
 
 class _CheckpointAdjoint(torch.autograd.Function):
@@ -163,7 +120,7 @@ class _CheckpointAdjoint(torch.autograd.Function):
         keep = Checkpoints(count)
         with torch.no_grad():
             solution = solve_problem(problem, pass_stats, record_trace=stats is not None,
-                                     keep=keep)
+                                     recorder=keep)
         ctx.problem, ctx.params, ctx.stats = problem, params, stats
         ctx.solution, ctx.keep = solution, keep
         return solution.ys

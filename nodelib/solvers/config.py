@@ -19,8 +19,10 @@ from .controllers import CONTROLLERS, NORMS, StepSizeController, rms_norm
 from .tableaux import ADAPTIVE_METHODS, FIXED_STEP_METHODS, TABLEAUX, ButcherTableau
 
 DEFAULT_MAX_NUM_STEPS = 100_000
+# a fixed-step event search (unbounded grid) stops after this many steps without an event
+DEFAULT_EVENT_MAX_STEPS = 10_000
 
-FIXED_OPTIONS = {"step_size", "grid_constructor", "perturb", "interp"}
+FIXED_OPTIONS = {"step_size", "grid_constructor", "perturb", "interp", "max_num_steps"}
 ADAPTIVE_OPTIONS = {"first_step", "max_num_steps", "norm", "controller", "step_t", "jump_t",
                     "min_step", "max_step", "safety", "ifactor", "dfactor", "detect_stiffness"}
 
@@ -35,7 +37,7 @@ class SolveConfig:
     perturb: bool = False                          # fixed step: nudge t off the grid points
     interp: str = "cubic"                          # fixed step: between grid points
     first_step: float | None = None
-    max_num_steps: int = DEFAULT_MAX_NUM_STEPS
+    max_num_steps: int = DEFAULT_MAX_NUM_STEPS     # (fixed step: caps an event search only)
     step_t: tuple[float, ...] = ()                 # times every step must land on
     jump_t: tuple[float, ...] = ()                 # ... and where f jumps (re-evaluate f)
     newton_tolerances: tuple[float, float] = (1e-7, 1e-9)   # implicit methods: (rtol, atol)
@@ -98,11 +100,14 @@ def _fixed_config(tableau, options) -> SolveConfig:
         raise ValueError("options 'step_size' and 'grid_constructor' are mutually exclusive")
     if grid is not None and not callable(grid):
         raise TypeError("options['grid_constructor'] must be a callable (func, y0, t) -> grid")
-    interp = options.get("interp", "cubic")
+    # implicit methods default to the line: a cubic through stiff slopes is unbounded (see
+    # nodelib.solvers.integrate._GridInterpolant)
+    interp = options.get("interp", "linear" if tableau.implicit else "cubic")
     if interp not in ("cubic", "linear"):
         raise ValueError(f"options['interp'] must be 'cubic' or 'linear', got {interp!r}")
     return SolveConfig(tableau, step_size=step, grid_constructor=grid,
-                       perturb=bool(options.get("perturb", False)), interp=interp)
+                       perturb=bool(options.get("perturb", False)), interp=interp,
+                       max_num_steps=_max_steps(options, DEFAULT_EVENT_MAX_STEPS))
 
 
 def _adaptive_config(tableau, rtol, atol, options, norm_adapter) -> SolveConfig:
@@ -124,9 +129,7 @@ def _adaptive_config(tableau, rtol, atol, options, norm_adapter) -> SolveConfig:
         raise ValueError(f"options['controller'] must be one of {sorted(CONTROLLERS)} or a "
                          f"StepSizeController, got {controller!r}")
     first = options.get("first_step")
-    max_steps = int(options.get("max_num_steps", DEFAULT_MAX_NUM_STEPS))
-    if max_steps < 1:
-        raise ValueError("options['max_num_steps'] must be at least 1")
+    max_steps = _max_steps(options, DEFAULT_MAX_NUM_STEPS)
     step_t, jump_t = _times("step_t", options.get("step_t")), _times("jump_t", options.get("jump_t"))
     if set(step_t) & set(jump_t):
         raise ValueError("options 'step_t' and 'jump_t' must not share any time")
@@ -134,6 +137,15 @@ def _adaptive_config(tableau, rtol, atol, options, norm_adapter) -> SolveConfig:
                        first_step=None if first is None else _positive("first_step", first),
                        max_num_steps=max_steps, step_t=step_t, jump_t=jump_t,
                        detect_stiffness=bool(options.get("detect_stiffness", True)))
+
+
+def _max_steps(options, default: int) -> int:
+    value = options.get("max_num_steps", default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) \
+            or value < 1:
+        raise ValueError(f"options['max_num_steps'] must be a whole number of at least 1, "
+                         f"got {value!r}")
+    return int(value)
 
 
 def _make_norm(norm, norm_adapter):

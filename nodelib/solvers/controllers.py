@@ -1,9 +1,13 @@
-"""Step-size control: error norms, the first step, and controller objects (I, PI, PID).
+"""Step-size control: error norms, the first step, and controller objects — adaptive (I, PI,
+PID) and fixed (:class:`FixedGrid`).
 
-A controller owns everything that decides step sizes: the tolerances, the error norm, the safety
-factor, the limits on how fast h may change and on h itself. The adaptive integrator asks it
-three things — a first step, the error ratio of an attempted step, and ``adapt``: accept this
-step? which step next? — and knows nothing else about control.
+An adaptive controller owns everything that decides step sizes: the tolerances, the error norm,
+the safety factor, the limits on how fast h may change and on h itself. The integrate loop asks
+it three things — a first step, the error ratio of an attempted step, and ``adapt``: accept this
+step? which step next? A :class:`FixedGrid` answers a simpler question — where does the next
+step end? — for a fixed-step method's grid and for the checkpointed gradient's replay of the
+forward's steps; its steps are always accepted. (The loop itself still clips an adaptive step to
+the end time and to ``step_t``/``jump_t``, and quarters it after a Newton failure.)
 
 Why these defaults: the mixed RMS norm scales each component by ``atol + rtol·|y|`` so a ratio of
 1 means "exactly at tolerance" whatever the units; the PI controller (Gustafsson; β of Hairer's
@@ -13,8 +17,11 @@ Nørsett & Wanner, II.4) costs one extra evaluation and avoids a cascade of reje
 from __future__ import annotations
 
 import abc
+import itertools
 import math
+from typing import Iterable
 
+import numpy as np
 import torch
 
 
@@ -184,3 +191,70 @@ class PIDController(StepSizeController):
 
 
 CONTROLLERS = {"I": IController, "PI": PIController, "PID": PIDController}
+
+
+class FixedGrid:
+    """Steps whose ends are known before the solve: every step is accepted, nothing estimated
+    (diffrax's ``StepTo``, torchode's ``FixedStepController``).
+
+    Two uses, one loop: a fixed-step method's grid (:meth:`for_times`), and the checkpointed
+    gradient's replay of the forward solve's accepted steps (``replay=True``), whose ``jumps``
+    are the step ends where f jumps (``jump_t``). ``max_steps`` caps an unbounded grid (event
+    mode)."""
+
+    adaptive = False
+
+    def __init__(self, ends: Iterable[float], jumps: Iterable[float] = (), *,
+                 replay: bool = False, max_steps: int | None = None):
+        self._ends = iter(ends)
+        self.jumps = frozenset(jumps)
+        self.replay, self.max_steps = replay, max_steps
+
+    def next_end(self) -> tuple[float, bool]:
+        """The end of the next step, and whether f jumps there. ``StopIteration`` at the end."""
+        t1 = next(self._ends)
+        return t1, t1 in self.jumps
+
+    @classmethod
+    def for_times(cls, func, y0: torch.Tensor, times: list[float], step_size: float | None,
+                  grid_constructor, *, unbounded: bool = False,
+                  max_steps: int | None = None) -> FixedGrid:
+        """The grid points after t0: t0 + k·step_size, then t[-1] (a point closer than
+        1e-9·step to t[-1] is moved onto it); or the points of ``grid_constructor(func, y0,
+        t)``; without either, the output times themselves. ``unbounded`` (event mode):
+        t0 + k·step_size forever, at most ``max_steps`` of them."""
+        t0, t_end = times[0], times[-1]
+        direction = math.copysign(1.0, t_end - t0)
+        if unbounded:
+            if step_size is None:
+                raise ValueError("event handling with a fixed-step method needs "
+                                 "options['step_size']")
+            step = step_size
+            return cls((t0 + direction * k * step for k in itertools.count(1)),
+                       max_steps=max_steps)
+        if grid_constructor is not None:
+            return cls(_constructed_grid(func, y0, times, grid_constructor))
+        if step_size is None:
+            return cls(times[1:])
+        n = int(math.floor(abs(t_end - t0) / step_size + 1e-9))
+        grid = [t0 + direction * k * step_size for k in range(1, n + 1)]
+        if grid and abs(grid[-1] - t_end) <= 1e-9 * step_size:
+            grid[-1] = t_end
+        else:
+            grid.append(t_end)
+        return cls(grid)
+
+
+def _constructed_grid(func, y0, times, grid_constructor) -> list[float]:
+    t = torch.tensor(times, dtype=y0.dtype, device=y0.device)
+    grid = torch.as_tensor(grid_constructor(func, y0, t)).detach().reshape(-1).cpu().double()
+    grid = grid.tolist()
+    if len(grid) < 2 or grid[0] != times[0] or grid[-1] != times[-1]:
+        raise ValueError(f"grid_constructor must return a grid from t[0]={times[0]:.6g} to "
+                         f"t[-1]={times[-1]:.6g}; got {len(grid)} points from "
+                         f"{grid[0] if grid else None} to {grid[-1] if grid else None}")
+    steps = np.diff(grid) * math.copysign(1.0, times[-1] - times[0])
+    if not (steps > 0).all():
+        raise ValueError("grid_constructor returned a grid that is not strictly monotone in the "
+                         "direction of t")
+    return grid[1:]

@@ -51,9 +51,11 @@ class EventLocator:
                              "must be defined (finite or ±inf) wherever the solve goes")
         return value
 
-    def after_step(self, t0: float, h: float, y0: torch.Tensor, y1: torch.Tensor,
+    def after_step(self, t0: float, t1: float, y0: torch.Tensor, y1: torch.Tensor,
                    interpolant) -> bool:
-        if self._value(t0 + h, y1) > 0:
+        """Look for a crossing in the step from t0 to t1; True once the event is found."""
+        h = t1 - t0
+        if self._value(t0 + h, y1) > 0:   # (t0 + h, as 0.2 had it: bit-identical events)
             return False
         # bisection on θ ∈ [0, 1] until the bracket is below tol in time
         lo, hi = 0.0, 1.0

@@ -34,8 +34,7 @@ class Newton:
         self.jacobian = self.lu = None
         self.h_gamma = None
         self.fresh = False   # is the cached Jacobian from this step's start point?
-        self.full = False    # full Newton: a fresh Jacobian at every iterate
-        self.last_iterations = 0
+        self.last_iterations = 0   # of the last stage solved: many mean J is getting stale
 
     # --- the cached linear algebra ---------------------------------------------------------
     def new_step(self, t: torch.Tensor, y: torch.Tensor, slow: bool) -> None:
@@ -47,6 +46,10 @@ class Newton:
             self.lu, self.fresh = None, True
         else:
             self.fresh = False
+
+    def refresh_jacobian(self) -> None:
+        """Drop the cached Jacobian: the next step re-evaluates it (after a Newton failure)."""
+        self.jacobian = None
 
     def factor(self, h_gamma: float) -> None:
         """Factorise M = I - hγJ, unless the cached M is for a hγ within 20%: Newton with a
@@ -67,11 +70,11 @@ class Newton:
 
     # --- one implicit stage ----------------------------------------------------------------
     def solve(self, t: torch.Tensor, base: torch.Tensor, h_gamma: float,
-              guess: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """The stage value z with ``z = base + hγ f(t, z)``, under no_grad; returns
-        ``(z, iterations)``. Raises :class:`NewtonFailure` if it diverges or stalls.
-        With ``self.full`` set, J and M are re-evaluated at every iterate (full Newton: the
-        last resort of a fixed-step method, whose step cannot shrink)."""
+              guess: torch.Tensor, full: bool = False) -> torch.Tensor:
+        """The stage value z with ``z = base + hγ f(t, z)``, under no_grad (the iterations it
+        took are kept in ``last_iterations``). Raises :class:`NewtonFailure` if it diverges or
+        stalls. ``full``: J and M re-evaluated at every iterate (full Newton: the last resort of
+        a fixed-size step, which cannot shrink)."""
         self.factor(h_gamma)
         with torch.no_grad():
             z, base = guess.detach().clone(), base.detach()
@@ -80,7 +83,7 @@ class Newton:
             scale = z.abs().mul(rtol).add_(self.atol)
             previous = None
             for iteration in range(1, self.max_iterations + 1):
-                if self.full and iteration > 1:
+                if full and iteration > 1:
                     self.jacobian, calls = jacobian(self.func, t, z)
                     self.stats.n_jacobians += 1
                     self.stats.nfe += calls
@@ -98,7 +101,8 @@ class Newton:
                 # remaining error rate/(1 - rate)·size — is well below the tolerance
                 if size <= self.tol or (0 < rate < 1 and rate / (1 - rate) * size <= self.tol):
                     self.stats.n_newton_iterations += iteration
-                    return z, iteration
+                    self.last_iterations = iteration
+                    return z
                 if rate >= 0.9:                 # diverging or stalled: give up on this step
                     self.stats.n_newton_iterations += iteration
                     raise NewtonFailure(f"Newton's iteration diverged or stalled after "

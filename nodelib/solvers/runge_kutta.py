@@ -1,4 +1,5 @@
-"""One explicit Runge–Kutta step, driven by a Butcher tableau.
+"""One Runge–Kutta step, driven by a Butcher tableau: explicit stages, or Newton's method on the
+diagonally implicit ones (:mod:`nodelib.solvers.newton`).
 
 Stage i evaluates ``k_i = f(t + c_i h, y + h Σ_j a_ij k_j)``. The linear combinations are the
 only tensor work the solver adds to the cost of ``f``, so they use as few kernels as possible: an
@@ -16,7 +17,7 @@ _STACK_FROM = 5  # rows with at least this many nonzero coefficients use stack +
 # (measured: below 5 terms, chained adds beat stack + addmv, mostly in the backward pass)
 
 
-def _combine(y: torch.Tensor, ks: list[torch.Tensor], terms, weights, h: float) -> torch.Tensor:
+def combine(y: torch.Tensor, ks: list[torch.Tensor], terms, weights, h: float) -> torch.Tensor:
     """``y + h Σ_j w_j k_j`` over the nonzero ``terms`` ((j, w) pairs) of one row."""
     if len(terms) < _STACK_FROM:
         out = y
@@ -32,7 +33,7 @@ def _propagate(y: torch.Tensor, ks: list[torch.Tensor], tableau: ButcherTableau,
     y once, so rounding is relative to the increment, not to |y| at every term."""
     terms = tableau.b_terms
     if len(terms) == 1 or len(terms) >= _STACK_FROM:
-        return _combine(y, ks, terms, tableau.weights("b", y.dtype, y.device), h)
+        return combine(y, ks, terms, tableau.weights("b", y.dtype, y.device), h)
     (j0, w0), rest = terms[0], terms[1:]
     increment = ks[j0] * (h * w0)
     for j, w in rest:
@@ -42,21 +43,22 @@ def _propagate(y: torch.Tensor, ks: list[torch.Tensor], tableau: ButcherTableau,
 
 def rk_step(func, t: float, y: torch.Tensor, f0: torch.Tensor, h: float,
             tableau: ButcherTableau, time, end_time: torch.Tensor | None = None,
-            newton=None):
+            newton=None, full_newton: bool = False):
     """Advance ``y`` from ``t`` to ``t + h``. ``f0 = f(t, y)``; ``time(float)`` makes the time
     tensor passed to ``func``; ``end_time``, if given, replaces it for the stages at t + h.
     Returns ``(y1, ks)`` where ``ks`` are the stage slopes; for a FSAL tableau
     ``ks[-1] = f(t + h, y1)``, which the next step reuses. An implicit tableau needs ``newton``
-    (a :class:`~nodelib.newton.Newton`) and may raise :class:`~nodelib.newton.NewtonFailure`."""
+    (a :class:`~nodelib.solvers.newton.Newton`; ``full_newton``: a fresh Jacobian at every
+    iterate) and may raise :class:`~nodelib.solvers.newton.NewtonFailure`."""
     if tableau.implicit:
-        return _implicit_step(func, t, y, f0, h, tableau, time, newton, end_time)
+        return _implicit_step(func, t, y, f0, h, tableau, time, newton, end_time, full_newton)
     ks = [f0]
     yi = y
     for i in range(1, tableau.stages):
         terms = tableau.stage_terms[i]
         weights = (tableau.weights(i, y.dtype, y.device) if len(terms) >= _STACK_FROM
                    else None)
-        yi = _combine(y, ks, terms, weights, h)
+        yi = combine(y, ks, terms, weights, h)
         at_end = end_time is not None and tableau.c[i] == 1.0
         ti = end_time if at_end else time(t + tableau.c[i] * h)
         ks.append(func(ti, yi))
@@ -64,7 +66,7 @@ def rk_step(func, t: float, y: torch.Tensor, f0: torch.Tensor, h: float,
     return y1, ks
 
 
-def _implicit_step(func, t, y, f0, h, tableau, time, newton, end_time=None):
+def _implicit_step(func, t, y, f0, h, tableau, time, newton, end_time=None, full=False):
     """A diagonally implicit step: each stage with a_ii ≠ 0 solves
     ``z = base + h a_ii f(t_i, z)`` (Newton), and its slope is ``k = (z - base)/(h a_ii)``,
     exact at the solution and free of another evaluation of f."""
@@ -79,14 +81,14 @@ def _implicit_step(func, t, y, f0, h, tableau, time, newton, end_time=None):
     ks, z = [], y
     for i in range(tableau.stages):
         ti = stage_time(i)
-        base = _combine(y, ks, tableau.stage_terms[i], None, h) if i else y
+        base = combine(y, ks, tableau.stage_terms[i], None, h) if i else y
         gamma = tableau.diag(i)
         if gamma == 0.0:   # an explicit stage (the first of an ESDIRK: f0 itself)
             ks.append(f0 if i == 0 else func(ti, base))
             z = base
             continue
         guess = z if i else y
-        z_star, newton.last_iterations = newton.solve(ti, base, h * gamma, guess)
+        z_star = newton.solve(ti, base, h * gamma, guess, full=full)
         z = implicit_stage(func, ti, base, h * gamma, z_star, newton.stats)
         ks.append((z - base) / (h * gamma))
     y1 = z if tableau.fsal else _propagate(y, ks, tableau, h)

@@ -75,18 +75,29 @@ class Solution:
     """The result of one solve (see :func:`nodelib.odesolve`).
 
     ``ys[i]`` is the state at ``t[i]`` (a tuple of such stacks for a tuple state). The accepted
-    steps are listed by their start times ``step_t`` and signed sizes ``step_h``; ``h_next`` is
-    the step size the controller proposed after the last step (``None`` for fixed-step methods),
-    which lets a following solve continue without re-estimating a first step. ``event_t`` is the
-    time at which ``event_fn`` crossed zero, in event mode.
+    steps are listed by their start times ``step_start`` and signed sizes ``step_h``; ``h_next``
+    is the step size the controller proposed after the last step (``None`` for fixed-step
+    methods), which lets a following solve continue without re-estimating a first step.
+    ``event_t`` is the time at which ``event_fn`` crossed zero, in event mode. ``y_last`` and
+    ``f_last`` are the (flat) state after the last step and the first slope of the step that
+    would follow (``None`` when not yet evaluated): the checkpoint replay chains its segments
+    with them.
     """
-    t: torch.Tensor
-    ys: torch.Tensor | tuple[torch.Tensor, ...]
-    step_t: list[float] = field(default_factory=list)
+    t: torch.Tensor | None
+    ys: torch.Tensor | tuple[torch.Tensor, ...] | None
+    step_start: list[float] = field(default_factory=list)
     step_h: list[float] = field(default_factory=list)
     h_next: float | None = None
     stats: PassStats = field(default_factory=PassStats)
     event_t: torch.Tensor | None = None
+    y_last: torch.Tensor | None = field(default=None, repr=False)
+    f_last: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def step_t(self) -> list[float]:
+        """The 0.2 name of :attr:`step_start` (not ``options["step_t"]``, the times every step
+        must end on)."""
+        return self.step_start
 
     @property
     def n_steps(self) -> int:
@@ -94,5 +105,5 @@ class Solution:
 
     def step_arrays(self) -> dict[str, np.ndarray]:
         """The accepted steps as numpy arrays: start times ``t`` and sizes ``h``."""
-        return {"t": np.asarray(self.step_t, dtype=float),
+        return {"t": np.asarray(self.step_start, dtype=float),
                 "h": np.asarray(self.step_h, dtype=float)}

@@ -34,10 +34,13 @@ class Checkpoints:
     checkpoints and the longest segment grow like √N (the classic √N checkpointing, without
     knowing N in advance)."""
 
-    def __init__(self, max_count=DEFAULT_CHECKPOINTS):
-        self.grow = max_count == "sqrt"
-        if not self.grow and (isinstance(max_count, str) or int(max_count) < 2):
-            raise ValueError(f"adjoint_options['checkpoints'] must be an integer of at least "
+    def __init__(self, max_count: int | str = DEFAULT_CHECKPOINTS):
+        self.grow = isinstance(max_count, str) and max_count == "sqrt"
+        # a whole number (an int, or a float such as 1e3 without a fraction), never a bool
+        whole = (isinstance(max_count, (int, float)) and not isinstance(max_count, bool)
+                 and math.isfinite(max_count) and max_count == int(max_count))
+        if not self.grow and not (whole and max_count >= 2):
+            raise ValueError(f"adjoint_options['checkpoints'] must be a whole number of at least "
                              f"2 or 'sqrt', got {max_count!r}")
         self.max_count = 4 if self.grow else int(max_count)
         self.every, self.kept = 1, []

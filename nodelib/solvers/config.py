@@ -20,7 +20,7 @@ from .tableaux import ADAPTIVE_METHODS, FIXED_STEP_METHODS, TABLEAUX, ButcherTab
 
 DEFAULT_MAX_NUM_STEPS = 100_000
 # a fixed-step event search (unbounded grid) stops after this many steps without an event
-DEFAULT_EVENT_MAX_STEPS = 10_000
+DEFAULT_EVENT_MAX_STEPS = 2_000
 
 FIXED_OPTIONS = {"step_size", "grid_constructor", "perturb", "interp", "max_num_steps"}
 ADAPTIVE_OPTIONS = {"first_step", "max_num_steps", "norm", "controller", "step_t", "jump_t",

@@ -90,17 +90,14 @@ def integrate(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
                 t1 = t + h
                 if direction * (t1 - t_end) >= 0:
                     t1, h = t_end, t_end - t                # land exactly on the final time
-                elif not math.isfinite(t1):                 # (only an event search is unbounded)
-                    raise EventNotFoundError(
-                        f"the event never happened: event_fn did not cross zero before time "
-                        f"overflowed (the step size grew without bound after t={t:.6g}, "
-                        f"{n_accepted} steps); check event_fn, or give t a finite end")
+                elif not math.isfinite(t1):
+                    _unbounded_step(t, h, n_accepted)
                 t1, jump = landmarks.clip(t, t1, h)
             else:
                 if max_steps is not None and n_steps >= max_steps:
                     raise EventNotFoundError(
                         f"the event never happened: event_fn did not cross zero in "
-                        f"{n_steps} steps of size {abs(t1 - t):.3g}, up to t={t:.6g}; check "
+                        f"{n_steps} steps of size {abs(h):.3g}, up to t={t:.6g}; check "
                         "event_fn, or raise options['max_num_steps']")
                 try:
                     t1, jump = controller.next_end()
@@ -121,6 +118,8 @@ def integrate(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
                 try:
                     y1, ks = rk_step(func, t, y, f0, h, tableau, time, end_time, newton)
                 except NewtonFailure as failure:   # rejected: retry smaller (or fresh J)
+                    if failure.nonfinite:   # (the underflow guard then blames NaN, not h)
+                        ratio = math.nan
                     h = _after_newton_failure(newton, failure, t, h, newton_failures)
                     newton_failures += 1
                     if record_trace:
@@ -203,6 +202,17 @@ def _first_step(controller, config, func, t, t_end, y0, f0, h0, time) -> tuple[f
         return direction * config.first_step, 0
     k = config.tableau.error_exponent
     return direction * controller.initial_step(func, t, y0, f0, direction, k, time), 1
+
+
+def _unbounded_step(t: float, h: float, n_accepted: int):
+    """A step end that is not finite: NaN from func, or (event search) a step grown to inf."""
+    if math.isnan(h):
+        raise NonFiniteError(f"the step size became NaN at t={t:.6g}: func returned NaN/inf "
+                             "for a finite state")
+    raise EventNotFoundError(
+        f"the event never happened: event_fn did not cross zero before time overflowed (the "
+        f"step size grew without bound after t={t:.6g}, {n_accepted} steps); check event_fn, "
+        "or give t a finite end")
 
 
 def _guard(n_steps, config, t, t_end, h, eps, ratio, dtype) -> None:
@@ -333,6 +343,10 @@ def _after_newton_failure(newton, failure, t, h, failures) -> float:
     """A step whose Newton iteration failed is rejected: retry with a fresh Jacobian, else
     with a quarter of the step; after ten failures in a row, give up."""
     if failures >= 10:
+        if failure.nonfinite:
+            raise NonFiniteError(
+                f"func returned NaN/inf in Newton's iteration on every step tried at t={t:.6g} "
+                f"(down to h={abs(h):.3g}): func may be undefined beyond this time")
         raise NewtonConvergenceError(
             f"Newton's method failed {failures + 1} times in a row at t={t:.6g} (last step "
             f"h={abs(h):.3g}): {failure}; the problem may be ill-posed there, or loosen rtol/atol")

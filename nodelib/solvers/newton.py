@@ -21,7 +21,12 @@ from ..errors import NewtonConvergenceError
 
 
 class NewtonFailure(Exception):
-    """Raised inside a step when Newton's method does not converge (the step is rejected)."""
+    """Raised inside a step when Newton's method does not converge (the step is rejected).
+    ``nonfinite``: the iteration met NaN/inf (in f, or in an overflowing iterate)."""
+
+    def __init__(self, message: str, nonfinite: bool = False):
+        super().__init__(message)
+        self.nonfinite = nonfinite
 
 
 class Newton:
@@ -95,7 +100,7 @@ class Newton:
                 z = z - delta
                 size = float(torch.linalg.vector_norm(delta / scale)) / math.sqrt(z.numel())
                 if not math.isfinite(size):
-                    raise NewtonFailure("Newton's iteration produced NaN/inf")
+                    raise NewtonFailure("Newton's iteration produced NaN/inf", nonfinite=True)
                 rate = size / previous if previous else 0.0
                 # converged when the update — or, for a linearly converging iteration, the
                 # remaining error rate/(1 - rate)·size — is well below the tolerance

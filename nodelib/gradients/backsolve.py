@@ -62,6 +62,15 @@ class AdjointLayout:
         a_t = s[-1] if self.want_t else None
         return z, a, a_params, a_t
 
+    def as_tuple(self, s: torch.Tensor, unflatten=None) -> tuple[torch.Tensor, ...]:
+        """The augmented state as torchdiffeq's tuple ``(a_t, *z, *a, *a_params)`` (z and a
+        expanded into their parts for a tuple state via ``unflatten``; a_t 0 when t needs no
+        gradient): what a user's adjoint norm and ``_adjoint`` callbacks are called with."""
+        z, a, a_params, a_t = self.unpack(s)
+        a_t = s.new_zeros(()) if a_t is None else a_t
+        expand = (lambda x: (x,)) if unflatten is None else unflatten
+        return (a_t, *expand(z), *expand(a), *self.split_params(a_params))
+
     def split_params(self, a_params: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """a_θ as one tensor per parameter, each shaped like its parameter."""
         if not self.param_shapes:
@@ -128,10 +137,7 @@ def adjoint_norm(layout: AdjointLayout, state_norm=rms_norm, choice=None, unflat
             return torch.maximum(state_norm(z), state_norm(a))
     elif callable(choice):
         def norm(s):
-            z, a, a_params, a_t = parts(s)
-            expand = (lambda x: (x,)) if unflatten is None else unflatten
-            a_t = s.new_zeros(()) if a_t is None else a_t
-            return choice((a_t, *expand(z), *expand(a), *layout.split_params(a_params)))
+            return choice(layout.as_tuple(s, unflatten))
     else:
         raise ValueError(f"adjoint_options['norm'] must be 'seminorm' or a callable, "
                          f"got {choice!r}")
@@ -238,10 +244,6 @@ def _tuple_callbacks(callbacks, layout: AdjointLayout, unflatten):
     if callbacks is None:
         return None
 
-    def as_tuple(s):
-        z, a, a_params, a_t = layout.unpack(s)
-        a_t = s.new_zeros(()) if a_t is None else a_t
-        expand = (lambda x: (x,)) if unflatten is None else unflatten
-        return (a_t, *expand(z), *expand(a), *layout.split_params(a_params))
     return type(callbacks)(*(
-        (lambda t0, y0, dt, cb=cb: cb(t0, as_tuple(y0), dt)) for cb in callbacks))
+        (lambda t0, y0, dt, cb=cb: cb(t0, layout.as_tuple(y0, unflatten), dt))
+        for cb in callbacks))

@@ -26,7 +26,24 @@ from ..solvers.solution import SolverStats
 from .fields import MLPField, _norm
 
 
-class ODEBlock(nn.Module):
+class ReportsNFE:
+    """``nfe_forward`` / ``nfe_backward`` of a model's last solve, read from its ``stats`` (a
+    :class:`~nodelib.SolverStats`; a wrapper model exposes the stats of the model it wraps)."""
+
+    stats: SolverStats
+
+    @property
+    def nfe_forward(self) -> int:
+        return self.stats.nfe_forward
+
+    @property
+    def nfe_backward(self) -> int:
+        """Backward NFE of an adjoint solve (0 in backprop mode, where the backward pass replays
+        the recorded graph instead of evaluating the field)."""
+        return self.stats.nfe_backward
+
+
+class ODEBlock(ReportsNFE, nn.Module):
     def __init__(self, field: nn.Module, t1: float = 1.0, *, method: str = "dopri5",
                  rtol: float = 1e-3, atol: float = 1e-3, adjoint: bool = True,
                  options: dict | None = None, adjoint_options: dict | None = None):
@@ -49,16 +66,6 @@ class ODEBlock(nn.Module):
             self.field, x, t, gradient=gradient_mode(self.adjoint), rtol=self.rtol,
             atol=self.atol, method=self.method, options=self.options,
             adjoint_options=self.adjoint_options, stats=self.stats)
-
-    @property
-    def nfe_forward(self) -> int:
-        return self.stats.nfe_forward
-
-    @property
-    def nfe_backward(self) -> int:
-        """Backward NFE of the adjoint (0 in backprop mode, where the backward pass replays the
-        recorded graph instead of evaluating the field)."""
-        return self.stats.nfe_backward
 
     def extra_repr(self) -> str:
         return (f"t1={self.t1}, method={self.method!r}, rtol={self.rtol}, atol={self.atol}, "
@@ -111,7 +118,7 @@ class AugmentedODEBlock(ODEBlock):
         return f"augment_dim={self.augment_dim}, " + super().extra_repr()
 
 
-class AugmentedNeuralODE(nn.Module):
+class AugmentedNeuralODE(ReportsNFE, nn.Module):
     """``x ↦ W z(t1) + b`` with ``z`` the ODE in ℝ^{d+p} started at ``[x, 0]``.
 
     The vector field is an :class:`~nodelib.layers.MLPField` (time as an extra input) of width
@@ -137,9 +144,5 @@ class AugmentedNeuralODE(nn.Module):
         return self.block.trajectory(x, t)
 
     @property
-    def nfe_forward(self) -> int:
-        return self.block.nfe_forward
-
-    @property
-    def nfe_backward(self) -> int:
-        return self.block.nfe_backward
+    def stats(self) -> SolverStats:
+        return self.block.stats

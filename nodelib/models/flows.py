@@ -126,7 +126,43 @@ class PlanarNF(nn.Module):
 
 
 # --------------------------------------------------------------------------- continuous
-class CNFDynamics(nn.Module):
+class ProbedDynamics(nn.Module):
+    """What the CNF's dynamics and the regularised dynamics share: a Hutchinson probe drawn once
+    per solve (:meth:`draw_noise`), and the graph handling of :meth:`forward` — the trace and
+    the penalties are derivatives of the field, so they are computed with autograd on, and kept
+    differentiable only when a gradient is wanted (backprop through the solver, or the
+    adjoint's backward pass); a forward-only solve drops that graph. Subclasses write
+    :meth:`rates` ``(t, z, create_graph) -> tuple of tensors``."""
+
+    noise_kind: str
+    noise: torch.Tensor | None
+
+    def draw_noise(self, z: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        """Draw the probe ε for the next solve, shaped like ``z``."""
+        self.noise = sample_noise(z.shape, self.noise_kind, generator=generator,
+                                  device=z.device, dtype=z.dtype)
+
+    def probe(self, z: torch.Tensor, who: str) -> torch.Tensor:
+        if self.noise is None or self.noise.shape != z.shape:
+            raise RuntimeError(f"call draw_noise(z) before the solve ({who} does this)")
+        return self.noise
+
+    def forward(self, t: torch.Tensor, state):
+        z = state[0]
+        create_graph = torch.is_grad_enabled()
+        with torch.enable_grad():
+            if not z.requires_grad:
+                z = z.detach().requires_grad_(True)
+            out = self.rates(t, z, create_graph)
+        if not create_graph:
+            out = tuple(o.detach() for o in out)
+        return out
+
+    def rates(self, t: torch.Tensor, z: torch.Tensor, create_graph: bool) -> tuple:
+        raise NotImplementedError
+
+
+class CNFDynamics(ProbedDynamics):
     """Right-hand side of the CNF on the tuple state ``(z, log p)``:
     ``d/dt (z, log p) = (f(t, z), -tr ∂f/∂z)``.
 
@@ -151,32 +187,16 @@ class CNFDynamics(nn.Module):
         self.field, self.trace, self.noise_kind = field, trace, noise
         self.noise: torch.Tensor | None = None
 
-    def draw_noise(self, z: torch.Tensor, generator: torch.Generator | None = None) -> None:
-        """Draw the Hutchinson probe for the next solve, shaped like ``z``."""
-        self.noise = sample_noise(z.shape, self.noise_kind, generator=generator,
-                                  device=z.device, dtype=z.dtype)
-
-    def forward(self, t: torch.Tensor, state) -> tuple[torch.Tensor, torch.Tensor]:
-        z = state[0]
-        # The trace must itself be differentiable when a gradient is wanted (backprop through the
-        # solver, or the adjoint's backward pass); a forward-only solve skips that graph.
-        create_graph = torch.is_grad_enabled()
-        with torch.enable_grad():
-            if not z.requires_grad:
-                z = z.detach().requires_grad_(True)
-            if self.trace == "closed_form":
-                f, tr = self.field.with_divergence(t, z)
-            elif self.trace == "exact":
-                f = self.field(t, z)
-                tr = exact_trace(f, z, create_graph)
-            else:
-                if self.noise is None or self.noise.shape != z.shape:
-                    raise RuntimeError("Hutchinson trace: call draw_noise(z) before the solve "
-                                       "(CNF.integrate does this)")
-                f = self.field(t, z)
-                tr = hutchinson_trace(f, z, self.noise, create_graph)
-        if not create_graph:
-            f, tr = f.detach(), tr.detach()
+    def rates(self, t, z, create_graph):
+        if self.trace == "closed_form":
+            f, tr = self.field.with_divergence(t, z)
+        elif self.trace == "exact":
+            f = self.field(t, z)
+            tr = exact_trace(f, z, create_graph)
+        else:
+            noise = self.probe(z, "Hutchinson trace: CNF.integrate")
+            f = self.field(t, z)
+            tr = hutchinson_trace(f, z, noise, create_graph)
         return f, -tr
 
 

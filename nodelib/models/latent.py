@@ -171,9 +171,10 @@ class LatentODE(nn.Module):
 
     ``encoder`` is any module mapping ``(t, x, mask)`` to ``(mean, logvar)`` of ``z0``
     (default: a :class:`RecognitionRNN`). The latent dynamics are an autonomous
-    :class:`MLPDynamics`, solved by ``odeint`` (``adjoint=False``: backpropagation through the
-    solver) or ``odeint_adjoint`` (``adjoint=True``) with ``method``, ``options``, ``rtol`` and
-    ``atol``. The decoder is an MLP with one hidden layer; ``obs_std`` is the fixed standard
+    :class:`~nodelib.models.fields.MLPDynamics`, solved with ``method``, ``options``, ``rtol`` and ``atol`` and
+    differentiated through the one gradient switch of :mod:`nodelib.gradients`: ``adjoint=False``
+    (backpropagation through the solver), ``True`` (the backsolve adjoint) or a strategy name
+    (``"backsolve"``, ``"checkpoint"``), as for every model. The decoder is an MLP with one hidden layer; ``obs_std`` is the fixed standard
     deviation of the Gaussian observation model. ``self.stats`` holds the statistics of the
     last decoding solve.
     """
@@ -181,7 +182,7 @@ class LatentODE(nn.Module):
     def __init__(self, obs_dim: int = 2, latent_dim: int = 4, hidden: int = 20,
                  dec_hidden: int = 20, encoder: nn.Module | None = None, *,
                  obs_std: float = 0.1, method: str = "rk4", options: dict | None = None,
-                 rtol: float = 1e-3, atol: float = 1e-4, adjoint: bool = False):
+                 rtol: float = 1e-3, atol: float = 1e-4, adjoint: bool | str = False):
         super().__init__()
         if obs_std <= 0:
             raise ValueError(f"obs_std must be positive, got {obs_std}")
@@ -193,6 +194,7 @@ class LatentODE(nn.Module):
                                      nn.Linear(dec_hidden, obs_dim))
         self.method, self.options, self.rtol, self.atol = method, options, rtol, atol
         self.adjoint = adjoint
+        gradient_mode(adjoint)   # an unknown gradient is refused here, not at the first solve
         self.stats = SolverStats()
 
     def encode(self, t, x, mask):

@@ -36,10 +36,9 @@ from torch import nn
 from ..gradients import gradient_mode, solve_with_gradient
 from ..solvers.controllers import rms_norm
 from ..solvers.solution import SolverStats
-from .blocks import augment
-from .flows import CNF
-from .traces import (NOISE_KINDS, TRACE_METHODS, exact_trace, jacobian_rows, jacobian_vjp,
-                     sample_noise)
+from .blocks import ReportsNFE, augment
+from .flows import CNF, ProbedDynamics
+from .traces import (NOISE_KINDS, TRACE_METHODS, exact_trace, jacobian_rows, jacobian_vjp)
 
 BUILT_IN_TERMS = ("kinetic", "jacobian")
 FROBENIUS_METHODS = ("hutchinson", "exact")
@@ -68,7 +67,7 @@ def _term_name(term) -> str:
     return term if isinstance(term, str) else getattr(term, "__name__", type(term).__name__)
 
 
-class RegularisedDynamics(nn.Module):
+class RegularisedDynamics(ProbedDynamics):
     """Right-hand side on ``(z, R)`` (``trace=None``: an ODE block) or ``(z, log p, R)`` (a CNF):
     ``dz/dt = f``, ``d log p/dt = -tr ∂f/∂z``, ``dR_k/dt = r_k(t, z)``.
 
@@ -112,51 +111,32 @@ class RegularisedDynamics(nn.Module):
         return self.trace == "hutchinson" or (
             "jacobian" in self.terms and self.frobenius == "hutchinson")
 
-    def draw_noise(self, z: torch.Tensor, generator: torch.Generator | None = None) -> None:
-        """Draw the probe ε for the next solve, shaped like ``z``."""
-        self.noise = sample_noise(z.shape, self.noise_kind, generator=generator,
-                                  device=z.device, dtype=z.dtype)
-
-    def forward(self, t: torch.Tensor, state):
-        z = state[0]
-        # Penalty and trace must be differentiable when a gradient is wanted (backprop through the
-        # solver, or the adjoint's backward pass); a forward-only solve skips that graph.
-        create_graph = torch.is_grad_enabled()
-        with torch.enable_grad():
-            if not z.requires_grad:
-                z = z.detach().requires_grad_(True)
-            if self.trace == "closed_form":
-                f, tr = self.field.with_divergence(t, z)
+    def rates(self, t, z, create_graph):
+        if self.trace == "closed_form":
+            f, tr = self.field.with_divergence(t, z)
+        else:
+            f, tr = self.field(t, z), None
+        vjp = rows = None
+        if self.needs_noise:
+            vjp = jacobian_vjp(f, z, self.probe(z, "odeint_with_penalties"), create_graph)
+        if self.frobenius == "exact" and "jacobian" in self.terms:
+            rows = jacobian_rows(f, z, create_graph)     # the exact trace reuses them
+        if self.trace == "hutchinson":
+            tr = (vjp * self.noise).reshape(z.shape[0], -1).sum(-1)
+        elif self.trace == "exact":
+            tr = (torch.diagonal(rows, dim1=-2, dim2=-1).sum(-1) if rows is not None
+                  else exact_trace(f, z, create_graph))
+        rates = []
+        for term in self.terms:
+            if term == "kinetic":
+                rates.append(kinetic_energy(f))
+            elif term == "jacobian":
+                rates.append(rows.square().sum((-2, -1)) if self.frobenius == "exact"
+                             else vjp.reshape(z.shape[0], -1).square().sum(-1))
             else:
-                f, tr = self.field(t, z), None
-            vjp = rows = None
-            if self.needs_noise:
-                if self.noise is None or self.noise.shape != z.shape:
-                    raise RuntimeError("call draw_noise(z) before the solve "
-                                       "(odeint_with_penalties does this)")
-                vjp = jacobian_vjp(f, z, self.noise, create_graph)
-            if self.frobenius == "exact" and "jacobian" in self.terms:
-                rows = jacobian_rows(f, z, create_graph)     # the exact trace reuses them
-            if self.trace == "hutchinson":
-                tr = (vjp * self.noise).reshape(z.shape[0], -1).sum(-1)
-            elif self.trace == "exact":
-                tr = (torch.diagonal(rows, dim1=-2, dim2=-1).sum(-1) if rows is not None
-                      else exact_trace(f, z, create_graph))
-            rates = []
-            for term in self.terms:
-                if term == "kinetic":
-                    rates.append(kinetic_energy(f))
-                elif term == "jacobian":
-                    rates.append(rows.square().sum((-2, -1)) if self.frobenius == "exact"
-                                 else vjp.reshape(z.shape[0], -1).square().sum(-1))
-                else:
-                    rates.append(term(t, z, f))
-            rates = torch.stack(rates, dim=-1)
+                rates.append(term(t, z, f))
         out = (f,) if self.trace is None else (f, -tr)
-        out = out + (rates,)
-        if not create_graph:
-            out = tuple(o.detach() for o in out)
-        return out
+        return out + (torch.stack(rates, dim=-1),)
 
 
 # --------------------------------------------------------------------------- solves
@@ -213,7 +193,7 @@ def _check_t1(t1) -> float:
     return t1
 
 
-class RegularisedBlock(nn.Module):
+class RegularisedBlock(ReportsNFE, nn.Module):
     """An :class:`~nodelib.layers.ODEBlock` whose forward pass also returns its penalties:
     ``x ↦ (z(t1), R)`` with ``R`` of shape ``(batch, n_terms)``.
 
@@ -250,15 +230,11 @@ class RegularisedBlock(nn.Module):
         return zs[-1], penalties[-1]
 
     @property
-    def nfe_forward(self) -> int:
-        return self.block.stats.nfe_forward
-
-    @property
-    def nfe_backward(self) -> int:
-        return self.block.stats.nfe_backward
+    def stats(self) -> SolverStats:
+        return self.block.stats
 
 
-class RegularisedCNF(nn.Module):
+class RegularisedCNF(ReportsNFE, nn.Module):
     """A :class:`~nodelib.flows.CNF` whose solves also return their penalties.
 
     Shares the CNF's field, trace method, probe kind, end time and solver settings, and fills the
@@ -307,9 +283,5 @@ class RegularisedCNF(nn.Module):
         return zs[-1], logps[-1], penalties[-1]
 
     @property
-    def nfe_forward(self) -> int:
-        return self.cnf.stats.nfe_forward
-
-    @property
-    def nfe_backward(self) -> int:
-        return self.cnf.stats.nfe_backward
+    def stats(self) -> SolverStats:
+        return self.cnf.stats

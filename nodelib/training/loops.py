@@ -78,15 +78,10 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: 
 
 
 @dataclass
-class FitHistory:
-    """Per iteration: the training loss, the window length and the forward/backward NFE."""
-    loss: list[float] = field(default_factory=list)
+class FitHistory(History):
+    """Per iteration (not per epoch): the training loss, the forward/backward NFE, and the
+    window length."""
     length: list[int] = field(default_factory=list)
-    nfe_forward: list[int] = field(default_factory=list)
-    nfe_backward: list[int] = field(default_factory=list)
-
-    def as_arrays(self) -> dict[str, np.ndarray]:
-        return {k: np.asarray(v, dtype=float) for k, v in self.__dict__.items()}
 
 
 def fit_trajectories(func: nn.Module, t: torch.Tensor, y: torch.Tensor, *, iterations: int,

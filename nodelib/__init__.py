@@ -18,11 +18,20 @@ one):
 Every public name is importable from here.
 """
 # layer 0 and 1: errors and the numerics
-from .errors import (MaxStepsExceededError, NewtonConvergenceError, NonFiniteError,
-                     ODESolverError, StepSizeUnderflowError, StiffnessError)
-from .solvers.controllers import IController, PIController, PIDController, StepSizeController
-from .solvers.solution import PassStats, Solution, SolverStats, StepRecord
-from .solvers.tableaux import ADAPTIVE_METHODS, FIXED_STEP_METHODS, TABLEAUX, ButcherTableau
+# layer 4: data and training
+from .data.densities import ENERGY_NAMES, energy, log_normalizer, target_log_prob
+from .data.samples import two_circles, two_moons
+from .data.series import SpiralData, observation_mask, spirals, union_grid
+from .data.systems import DampedPendulum, Observations, SpiralField, observe, spiral_trajectory
+from .data.toy import flip_1d, nested_spheres, nested_spheres_target
+from .errors import (
+                     MaxStepsExceededError,
+                     NewtonConvergenceError,
+                     NonFiniteError,
+                     ODESolverError,
+                     StepSizeUnderflowError,
+                     StiffnessError,
+)
 
 # layer 2: gradients
 from .gradients import GRADIENTS, solve_with_gradient
@@ -31,24 +40,44 @@ from .gradients.backprop import odeint, odeint_per_sample, odesolve
 from .gradients.events import odeint_event
 
 # layer 3: models
-from .models.blocks import (AugmentedNeuralODE, AugmentedODEBlock, ODEBlock, ResidualBlock,
-                            augment)
+from .models.blocks import AugmentedNeuralODE, AugmentedODEBlock, ODEBlock, ResidualBlock, augment
 from .models.fields import ConcatConv2d, ConvField, MLPDynamics, MLPField
-from .models.flows import CNF, CNFDynamics, PlanarCNFField, PlanarFlow, PlanarNF, \
-    standard_normal_log_prob
-from .models.latent import (ELBO, GapRNN, LatentODE, ODERNN, RecognitionRNN, gaussian_kl,
-                            gaussian_log_likelihood, reparameterize)
-from .models.regularisation import (RegularisedBlock, RegularisedCNF, RegularisedDynamics,
-                                    kinetic_energy, odeint_with_penalties, steer_end_time)
-from .models.traces import exact_trace, frobenius_exact, frobenius_hutchinson, \
-    hutchinson_trace, sample_noise
-
-# layer 4: data and training
-from .data.densities import ENERGY_NAMES, energy, log_normalizer, target_log_prob
-from .data.samples import two_circles, two_moons
-from .data.series import SpiralData, observation_mask, spirals, union_grid
-from .data.systems import DampedPendulum, Observations, SpiralField, observe, spiral_trajectory
-from .data.toy import flip_1d, nested_spheres, nested_spheres_target
+from .models.flows import (
+                     CNF,
+                     CNFDynamics,
+                     PlanarCNFField,
+                     PlanarFlow,
+                     PlanarNF,
+                     standard_normal_log_prob,
+)
+from .models.latent import (
+                     ELBO,
+                     ODERNN,
+                     GapRNN,
+                     LatentODE,
+                     RecognitionRNN,
+                     gaussian_kl,
+                     gaussian_log_likelihood,
+                     reparameterize,
+)
+from .models.regularisation import (
+                     RegularisedBlock,
+                     RegularisedCNF,
+                     RegularisedDynamics,
+                     kinetic_energy,
+                     odeint_with_penalties,
+                     steer_end_time,
+)
+from .models.traces import (
+                     exact_trace,
+                     frobenius_exact,
+                     frobenius_hutchinson,
+                     hutchinson_trace,
+                     sample_noise,
+)
+from .solvers.controllers import IController, PIController, PIDController, StepSizeController
+from .solvers.solution import PassStats, Solution, SolverStats, StepRecord
+from .solvers.tableaux import ADAPTIVE_METHODS, FIXED_STEP_METHODS, TABLEAUX, ButcherTableau
 from .training.loops import FitHistory, fit_trajectories
 from .training.progress import progress
 from .training.windows import Windows, sample_windows
@@ -57,26 +86,92 @@ METHODS = tuple(TABLEAUX)
 __version__ = "0.3.0"
 
 __all__ = [
-    # solvers
-    "ADAPTIVE_METHODS", "FIXED_STEP_METHODS", "METHODS", "TABLEAUX", "ButcherTableau",
-    "IController", "PIController", "PIDController", "StepSizeController",
-    "PassStats", "Solution", "SolverStats", "StepRecord",
-    "MaxStepsExceededError", "NewtonConvergenceError", "NonFiniteError", "ODESolverError",
-    "StepSizeUnderflowError", "StiffnessError",
-    # gradients
-    "GRADIENTS", "STRATEGIES", "odeint", "odeint_adjoint", "odeint_event", "odeint_per_sample",
-    "odesolve", "solve_with_gradient",
-    # models
-    "AugmentedNeuralODE", "AugmentedODEBlock", "CNF", "CNFDynamics", "ConcatConv2d", "ConvField",
-    "ELBO", "GapRNN", "LatentODE", "MLPDynamics", "MLPField", "ODEBlock", "ODERNN",
-    "PlanarCNFField", "PlanarFlow", "PlanarNF", "RecognitionRNN", "RegularisedBlock",
-    "RegularisedCNF", "RegularisedDynamics", "ResidualBlock", "augment", "exact_trace",
-    "frobenius_exact", "frobenius_hutchinson", "gaussian_kl", "gaussian_log_likelihood",
-    "hutchinson_trace", "kinetic_energy", "odeint_with_penalties", "reparameterize",
-    "sample_noise", "standard_normal_log_prob", "steer_end_time",
-    # data and training
-    "DampedPendulum", "ENERGY_NAMES", "FitHistory", "Observations", "SpiralData", "SpiralField",
-    "Windows", "energy", "fit_trajectories", "flip_1d", "log_normalizer", "nested_spheres",
-    "nested_spheres_target", "observation_mask", "observe", "progress", "sample_windows",
-    "spiral_trajectory", "spirals", "target_log_prob", "two_circles", "two_moons", "union_grid",
+                     # solvers
+                     "ADAPTIVE_METHODS",
+                     "CNF",
+                     "ELBO",
+                     "ENERGY_NAMES",
+                     "FIXED_STEP_METHODS",
+                     # gradients
+                     "GRADIENTS",
+                     "METHODS",
+                     "ODERNN",
+                     "STRATEGIES",
+                     "TABLEAUX",
+                     # models
+                     "AugmentedNeuralODE",
+                     "AugmentedODEBlock",
+                     "ButcherTableau",
+                     "CNFDynamics",
+                     "ConcatConv2d",
+                     "ConvField",
+                     # data and training
+                     "DampedPendulum",
+                     "FitHistory",
+                     "GapRNN",
+                     "IController",
+                     "LatentODE",
+                     "MLPDynamics",
+                     "MLPField",
+                     "MaxStepsExceededError",
+                     "NewtonConvergenceError",
+                     "NonFiniteError",
+                     "ODEBlock",
+                     "ODESolverError",
+                     "Observations",
+                     "PIController",
+                     "PIDController",
+                     "PassStats",
+                     "PlanarCNFField",
+                     "PlanarFlow",
+                     "PlanarNF",
+                     "RecognitionRNN",
+                     "RegularisedBlock",
+                     "RegularisedCNF",
+                     "RegularisedDynamics",
+                     "ResidualBlock",
+                     "Solution",
+                     "SolverStats",
+                     "SpiralData",
+                     "SpiralField",
+                     "StepRecord",
+                     "StepSizeController",
+                     "StepSizeUnderflowError",
+                     "StiffnessError",
+                     "Windows",
+                     "augment",
+                     "energy",
+                     "exact_trace",
+                     "fit_trajectories",
+                     "flip_1d",
+                     "frobenius_exact",
+                     "frobenius_hutchinson",
+                     "gaussian_kl",
+                     "gaussian_log_likelihood",
+                     "hutchinson_trace",
+                     "kinetic_energy",
+                     "log_normalizer",
+                     "nested_spheres",
+                     "nested_spheres_target",
+                     "observation_mask",
+                     "observe",
+                     "odeint",
+                     "odeint_adjoint",
+                     "odeint_event",
+                     "odeint_per_sample",
+                     "odeint_with_penalties",
+                     "odesolve",
+                     "progress",
+                     "reparameterize",
+                     "sample_noise",
+                     "sample_windows",
+                     "solve_with_gradient",
+                     "spiral_trajectory",
+                     "spirals",
+                     "standard_normal_log_prob",
+                     "steer_end_time",
+                     "target_log_prob",
+                     "two_circles",
+                     "two_moons",
+                     "union_grid",
 ]

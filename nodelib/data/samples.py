@@ -15,7 +15,7 @@ def two_circles(n: int, *, noise: float = 0.06, factor: float = 0.5, scale: floa
     """``n`` points on two concentric circles of radii ``scale`` and ``factor·scale``
     (:func:`sklearn.datasets.make_circles`, Gaussian noise of std ``noise`` before scaling);
     shape ``(n, 2)``. The same ``seed`` gives the same points."""
-    from sklearn.datasets import make_circles   # optional dependency: only the samplers need it
+    from sklearn.datasets import make_circles  # optional dependency: only the samplers need it
     x, _ = make_circles(n_samples=n, noise=noise, factor=factor, random_state=seed)
     return _as_tensor(x * scale, device, dtype)
 

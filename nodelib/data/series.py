@@ -45,18 +45,16 @@ def spirals(n: int, t: torch.Tensor, *, noise_std: float = 0.1, a: float = 0.3,
     if noise_std < 0:
         raise ValueError(f"noise_std must be >= 0, got {noise_std}")
     lo, hi = theta_range
-    f64 = dict(dtype=torch.float64)
-    theta0 = lo + (hi - lo) * torch.rand(n, generator=generator, **f64)
-    clockwise = torch.rand(n, generator=generator, **f64) < 0.5
+    theta0 = lo + (hi - lo) * torch.rand(n, generator=generator, dtype=torch.float64)
+    clockwise = torch.rand(n, generator=generator, dtype=torch.float64) < 0.5
     theta = theta0[:, None] + omega * t.detach().cpu().double()[None, :]
     r = a + b * theta
     sign = torch.where(clockwise, -1.0, 1.0)[:, None]
     clean = torch.stack([r * torch.cos(theta), sign * r * torch.sin(theta)], dim=-1)
-    noise = torch.randn(clean.shape, generator=generator, **f64)
+    noise = torch.randn(clean.shape, generator=generator, dtype=torch.float64)
     noisy = clean + noise_std * noise
-    like = dict(dtype=t.dtype, device=t.device)
-    return SpiralData(t, clean.to(**like), noisy.to(**like), clockwise.to(t.device),
-                      theta0.to(**like))
+    return SpiralData(t, clean.to(t.device, t.dtype), noisy.to(t.device, t.dtype),
+                      clockwise.to(t.device), theta0.to(t.device, t.dtype))
 
 
 def observation_mask(n: int, n_window: int, n_obs, *, n_times: int | None = None,

@@ -23,6 +23,8 @@ class SpiralField(torch.nn.Module):
     """torchdiffeq's demo system ``dy/dt = (y**3) A`` with ``A = [[-0.1, 2], [-2, -0.1]]``
     (``y`` a row vector, cubed entrywise): a spiral that winds inwards ever more slowly."""
 
+    A: torch.Tensor
+
     def __init__(self, A=SPIRAL_A):
         super().__init__()
         self.register_buffer("A", torch.as_tensor(A, dtype=torch.float64))

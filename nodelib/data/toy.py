@@ -1,4 +1,5 @@
-"""Toy data sets that Neural ODEs cannot fit (Dupont, Doucet & Teh 2019), generated, never downloaded.
+"""Toy data sets that Neural ODEs cannot fit (Dupont, Doucet & Teh 2019), generated, never
+downloaded.
 
 - :func:`flip_1d`: the two points of ``g(-1) = 1, g(1) = -1``; the flow of a 1-D ODE keeps the
   order of points, so it cannot swap them.

@@ -3,10 +3,10 @@
 * ``strategy="backsolve"`` (the default) is the continuous adjoint of Chen et al. 2018
   (Algorithm 2): the forward pass keeps only the outputs, so memory does not grow with the number
   of solver steps, and the backward pass integrates the augmented state of
-  :mod:`nodelib.gradients.backsolve` from t_N down to t_0, interval by interval, adding ∂L/∂z(t_i) to
-  ``a`` at each output time and restarting z from the stored forward output there.
-* ``strategy="checkpoint"`` (:mod:`nodelib.gradients.checkpoint`) gives the exact gradient of the discrete
-  forward solve, re-running it segment by segment from stored checkpoints.
+  :mod:`nodelib.gradients.backsolve` from t_N down to t_0, interval by interval, adding
+  ∂L/∂z(t_i) to ``a`` at each output time and restarting z from the stored forward output there.
+* ``strategy="checkpoint"`` (:mod:`nodelib.gradients.checkpoint`) gives the exact gradient of the
+  discrete forward solve, re-running it segment by segment from stored checkpoints.
 """
 from __future__ import annotations
 

@@ -5,9 +5,10 @@ The backward pass of the continuous adjoint integrates, from t_N down to t_0,
 
     s = [z, a, a_θ, a_t],   ds/dt = [f, -aᵀ ∂f/∂z, -aᵀ ∂f/∂θ, -aᵀ ∂f/∂t],
 
-stored as one flat vector. :class:`AdjointLayout` says where each part sits, :class:`AdjointDynamics`
-is the right-hand side (vector–Jacobian products: one reverse-mode pass through ``func`` per
-evaluation, never a Jacobian) and :func:`adjoint_norm` the error norm of the backward solve.
+stored as one flat vector. :class:`AdjointLayout` says where each part sits,
+:class:`AdjointDynamics` is the right-hand side (vector–Jacobian products: one reverse-mode
+pass through ``func`` per evaluation, never a Jacobian) and :func:`adjoint_norm` the error norm
+of the backward solve.
 """
 from __future__ import annotations
 
@@ -97,6 +98,7 @@ class AdjointDynamics:
             t = t.detach().requires_grad_(layout.want_t)
             f = self.func(t, z)
             inputs = (z, t, *self.params) if layout.want_t else (z, *self.params)
+            vjps: tuple[torch.Tensor | None, ...]
             if f.requires_grad:
                 vjps = torch.autograd.grad(f, inputs, -a, allow_unused=True,
                                            create_graph=differentiable)
@@ -203,7 +205,7 @@ def _backsolve(s: BacksolveSettings, t: torch.Tensor, ys: torch.Tensor, grad_ys:
     times = t.tolist()
     a = grad_ys[-1].reshape(-1)
     a_params = ys.new_zeros(layout.n_params)
-    grad_t = torch.zeros_like(t) if want_t else None
+    grad_t = torch.zeros_like(t)   # (returned only when want_t)
     a_t = ys.new_zeros(())
     if want_t:
         g_dot_f = dot_slope(func, t[-1], ys[-1], grad_ys[-1])
@@ -225,8 +227,9 @@ def _backsolve(s: BacksolveSettings, t: torch.Tensor, ys: torch.Tensor, grad_ys:
             pass_stats.nfe += 1
             grad_t[i - 1] = g_dot_f
             a_t = a_t - g_dot_f
-    if want_t:
-        grad_t[0] = a_t
+    if not want_t:
+        return a, layout.split_params(a_params), None
+    grad_t[0] = a_t
     return a, layout.split_params(a_params), grad_t
 
 
@@ -234,6 +237,7 @@ def _with_norm(config: SolveConfig, norm) -> SolveConfig:
     """The backward config with the adjoint's norm in its controller (a copy: configs are
     frozen and shared)."""
     controller = copy.copy(config.controller)
+    assert controller is not None, "only an adaptive backward solve has a norm"
     controller.norm = norm
     return dataclasses.replace(config, controller=controller)
 

@@ -39,11 +39,12 @@ class Checkpoints:
         # a whole number (an int, or a float such as 1e3 without a fraction), never a bool
         whole = (isinstance(max_count, (int, float)) and not isinstance(max_count, bool)
                  and math.isfinite(max_count) and max_count == int(max_count))
-        if not self.grow and not (whole and max_count >= 2):
+        if not self.grow and not (whole and int(max_count) >= 2):
             raise ValueError(f"adjoint_options['checkpoints'] must be a whole number of at least "
                              f"2 or 'sqrt', got {max_count!r}")
         self.max_count = 4 if self.grow else int(max_count)
-        self.every, self.kept = 1, []
+        self.every = 1
+        self.kept: list[tuple[int, float, torch.Tensor, torch.Tensor | None]] = []
 
     def offer(self, index: int, t: float, y: torch.Tensor, f) -> None:
         if self.grow:
@@ -79,8 +80,9 @@ def checkpoint_backward(problem, params, solution, checkpoints: Checkpoints, gra
                 if direction * (s - t_start) > 0 and direction * (s - t_end) <= 0]
         with torch.enable_grad():
             y = y_ckpt.detach().requires_grad_(True)
-            carried_f = config.adaptive and j > 0
-            f0 = f_ckpt.detach().requires_grad_(True) if carried_f else None
+            f0 = (f_ckpt.detach().requires_grad_(True)
+                  if config.adaptive and j > 0 and f_ckpt is not None else None)
+            carried_f = f0 is not None
             ys, y_end, f_end = _replay(func, config, t_start, segment, y, f0,
                                        [times[i] for i in outs], newton, stats)
             total = (a_y * y_end).sum()
@@ -88,7 +90,7 @@ def checkpoint_backward(problem, params, solution, checkpoints: Checkpoints, gra
                 total = total + (grad_ys[outs] * ys).sum()
             if a_f is not None and f_end is not None:
                 total = total + (a_f * f_end).sum()
-            inputs = [y] + ([f0] if carried_f else []) + list(params)
+            inputs: list[torch.Tensor] = [y] + ([f0] if f0 is not None else []) + list(params)
             grads = torch.autograd.grad(total, inputs, allow_unused=True)
         a_y = grads[0]
         a_f = grads[1] if carried_f else None

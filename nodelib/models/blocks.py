@@ -144,5 +144,5 @@ class AugmentedNeuralODE(ReportsNFE, nn.Module):
         return self.block.trajectory(x, t)
 
     @property
-    def stats(self) -> SolverStats:
+    def stats(self) -> SolverStats:  # type: ignore[override]  # (its block's)
         return self.block.stats

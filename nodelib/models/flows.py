@@ -8,7 +8,8 @@ A continuous normalizing flow (CNF, Chen et al. 2018) integrates ``dz/dt = f(t, 
 with the instantaneous change of variables ``d log p(z(t))/dt = -tr(∂f/∂z)``: :class:`CNFDynamics`
 is that pair of right-hand sides for ``odeint``/``odeint_adjoint`` on the tuple state
 ``(z, log p)``, with the trace computed exactly (one autograd pass per dimension), estimated by
-Hutchinson's ``εᵀ(∂f/∂z)ε`` (one pass), or taken from the field's own closed form. :class:`CNF` runs the solves; :class:`PlanarCNFField` is
+Hutchinson's ``εᵀ(∂f/∂z)ε`` (one pass), or taken from the field's own closed form.
+:class:`CNF` runs the solves; :class:`PlanarCNFField` is
 the paper's planar CNF, ``Σ_m σ_m(t) u_m tanh(w_mᵀz + b_m)``, with M units and time-dependent gates.
 
 States have shape ``(batch, dim)``; log-densities and log-determinants have shape ``(batch,)``.
@@ -17,6 +18,7 @@ Everything follows the input tensor's device and dtype.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -118,7 +120,7 @@ class PlanarNF(nn.Module):
         """``log q_K(x)``: invert the layers from the last to the first."""
         z, logdet = x, x.new_zeros(x.shape[:-1])
         for layer in reversed(self.layers):
-            z, ld = layer.inverse(z)
+            z, ld = cast(PlanarFlow, layer).inverse(z)
             logdet = logdet + ld
         return standard_normal_log_prob(z) - logdet
 
@@ -169,7 +171,8 @@ class CNFDynamics(ProbedDynamics):
     ``trace="exact"`` differentiates once per dimension; ``trace="closed_form"`` asks the field
     for ``(f, tr ∂f/∂z)`` through its ``with_divergence(t, z)`` (e.g.
     :meth:`PlanarCNFField.with_divergence`) and needs no backward pass at all;
-    ``trace="hutchinson"`` uses the probe ``self.noise``, which :meth:`draw_noise` sets once per solve: the same ε at every step makes
+    ``trace="hutchinson"`` uses the probe ``self.noise``, which :meth:`draw_noise` sets once per
+    solve: the same ε at every step makes
     the integrand a smooth function of t (an adaptive solver could not control the error of an
     integrand that is redrawn at each evaluation), and the estimate of the whole integral stays
     unbiased.

@@ -171,10 +171,11 @@ class LatentODE(nn.Module):
 
     ``encoder`` is any module mapping ``(t, x, mask)`` to ``(mean, logvar)`` of ``z0``
     (default: a :class:`RecognitionRNN`). The latent dynamics are an autonomous
-    :class:`~nodelib.models.fields.MLPDynamics`, solved with ``method``, ``options``, ``rtol`` and ``atol`` and
-    differentiated through the one gradient switch of :mod:`nodelib.gradients`: ``adjoint=False``
-    (backpropagation through the solver), ``True`` (the backsolve adjoint) or a strategy name
-    (``"backsolve"``, ``"checkpoint"``), as for every model. The decoder is an MLP with one hidden layer; ``obs_std`` is the fixed standard
+    :class:`~nodelib.models.fields.MLPDynamics`, solved with ``method``, ``options``, ``rtol``
+    and ``atol`` and differentiated through the one gradient switch of :mod:`nodelib.gradients`:
+    ``adjoint=False`` (backpropagation through the solver), ``True`` (the backsolve adjoint) or
+    a strategy name (``"backsolve"``, ``"checkpoint"``), as for every model. The decoder is an
+    MLP with one hidden layer; ``obs_std`` is the fixed standard
     deviation of the Gaussian observation model. ``self.stats`` holds the statistics of the
     last decoding solve.
     """

@@ -36,9 +36,9 @@ from torch import nn
 from ..gradients import gradient_mode, solve_with_gradient
 from ..solvers.controllers import rms_norm
 from ..solvers.solution import SolverStats
-from .blocks import ReportsNFE, augment
+from .blocks import ODEBlock, ReportsNFE, augment
 from .flows import CNF, ProbedDynamics
-from .traces import (NOISE_KINDS, TRACE_METHODS, exact_trace, jacobian_rows, jacobian_vjp)
+from .traces import NOISE_KINDS, TRACE_METHODS, exact_trace, jacobian_rows, jacobian_vjp
 
 BUILT_IN_TERMS = ("kinetic", "jacobian")
 FROBENIUS_METHODS = ("hutchinson", "exact")
@@ -202,10 +202,10 @@ class RegularisedBlock(ReportsNFE, nn.Module):
     ``augment_dim`` (:class:`~nodelib.augmented.AugmentedODEBlock`) has its input padded first.
     """
 
-    def __init__(self, block: nn.Module, terms=BUILT_IN_TERMS, *, frobenius: str = "hutchinson",
+    def __init__(self, block: ODEBlock, terms=BUILT_IN_TERMS, *, frobenius: str = "hutchinson",
                  noise: str = "rademacher", control_penalties: bool = False):
         super().__init__()
-        self.block = block
+        self.block: ODEBlock = block
         self.dynamics = RegularisedDynamics(block.field, terms, frobenius=frobenius, noise=noise)
         self.control_penalties = control_penalties
 
@@ -230,7 +230,7 @@ class RegularisedBlock(ReportsNFE, nn.Module):
         return zs[-1], penalties[-1]
 
     @property
-    def stats(self) -> SolverStats:
+    def stats(self) -> SolverStats:  # type: ignore[override]  # (the wrapped block's)
         return self.block.stats
 
 
@@ -244,7 +244,7 @@ class RegularisedCNF(ReportsNFE, nn.Module):
     def __init__(self, cnf: CNF, terms=BUILT_IN_TERMS, *, frobenius: str = "hutchinson",
                  control_penalties: bool = False):
         super().__init__()
-        self.cnf = cnf
+        self.cnf: CNF = cnf
         d = cnf.dynamics
         self.dynamics = RegularisedDynamics(d.field, terms, trace=d.trace, frobenius=frobenius,
                                             noise=d.noise_kind)
@@ -283,5 +283,5 @@ class RegularisedCNF(ReportsNFE, nn.Module):
         return zs[-1], logps[-1], penalties[-1]
 
     @property
-    def stats(self) -> SolverStats:
+    def stats(self) -> SolverStats:  # type: ignore[override]  # (the wrapped CNF's)
         return self.cnf.stats

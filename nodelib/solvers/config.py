@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -130,7 +130,8 @@ def _adaptive_config(tableau, rtol, atol, options, norm_adapter) -> SolveConfig:
                          f"StepSizeController, got {controller!r}")
     first = options.get("first_step")
     max_steps = _max_steps(options, DEFAULT_MAX_NUM_STEPS)
-    step_t, jump_t = _times("step_t", options.get("step_t")), _times("jump_t", options.get("jump_t"))
+    step_t = _times("step_t", options.get("step_t"))
+    jump_t = _times("jump_t", options.get("jump_t"))
     if set(step_t) & set(jump_t):
         raise ValueError("options 'step_t' and 'jump_t' must not share any time")
     return SolveConfig(tableau, controller=controller,

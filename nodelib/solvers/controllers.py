@@ -19,7 +19,7 @@ from __future__ import annotations
 import abc
 import itertools
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -236,7 +236,7 @@ class FixedGrid:
             return cls(_constructed_grid(func, y0, times, grid_constructor))
         if step_size is None:
             return cls(times[1:])
-        n = int(math.floor(abs(t_end - t0) / step_size + 1e-9))
+        n = math.floor(abs(t_end - t0) / step_size + 1e-9)
         grid = [t0 + direction * k * step_size for k in range(1, n + 1)]
         if grid and abs(grid[-1] - t_end) <= 1e-9 * step_size:
             grid[-1] = t_end
@@ -247,8 +247,8 @@ class FixedGrid:
 
 def _constructed_grid(func, y0, times, grid_constructor) -> list[float]:
     t = torch.tensor(times, dtype=y0.dtype, device=y0.device)
-    grid = torch.as_tensor(grid_constructor(func, y0, t)).detach().reshape(-1).cpu().double()
-    grid = grid.tolist()
+    points = torch.as_tensor(grid_constructor(func, y0, t)).detach().reshape(-1).cpu().double()
+    grid: list[float] = points.tolist()
     if len(grid) < 2 or grid[0] != times[0] or grid[-1] != times[-1]:
         raise ValueError(f"grid_constructor must return a grid from t[0]={times[0]:.6g} to "
                          f"t[-1]={times[-1]:.6g}; got {len(grid)} points from "

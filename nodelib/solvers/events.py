@@ -28,7 +28,8 @@ def check_event_value(value, t) -> torch.Tensor:
                         f"(at t={float(t):.6g})")
     if value.numel() == 0 or not value.is_floating_point():
         raise ValueError(f"event_fn(t, y) must return a non-empty floating-point tensor, got "
-                         f"shape {tuple(value.shape)} and dtype {value.dtype} (at t={float(t):.6g})")
+                         f"shape {tuple(value.shape)} and dtype {value.dtype} "
+                         f"(at t={float(t):.6g})")
     return value
 
 
@@ -73,4 +74,5 @@ class EventLocator:
         return True
 
     def stacked(self) -> torch.Tensor:
+        assert self.y_event is not None, "no event found"
         return torch.stack([self.y0, self.y_event])

@@ -16,12 +16,20 @@ the step-size arithmetic never touches the device.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 import torch
 
-from ..errors import (EventNotFoundError, MaxStepsExceededError, NewtonConvergenceError,
-                      NonFiniteError, ODESolverError, StepSizeUnderflowError)
+from ..errors import (
+    EventNotFoundError,
+    MaxStepsExceededError,
+    NewtonConvergenceError,
+    NonFiniteError,
+    ODESolverError,
+    StepSizeUnderflowError,
+)
 from .config import SolveConfig
 from .controllers import FixedGrid, StepSizeController
 from .events import EventLocator
@@ -58,7 +66,9 @@ def integrate(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
             func, y0, times, config.step_size, config.grid_constructor,
             unbounded=event is not None, max_steps=config.max_num_steps)
     adaptive = isinstance(controller, StepSizeController)
-    replay = not adaptive and controller.replay
+    # (one of the two, by `adaptive`; cast once, so the loop has no isinstance per step)
+    stepper, grid = cast(StepSizeController, controller), cast(FixedGrid, controller)
+    replay = not adaptive and grid.replay
     t, t_end = times[0], times[-1]
     direction = math.copysign(1.0, t_end - t)
     sink = event if event is not None else OutputTimes(times, y0, snap=(
@@ -71,22 +81,24 @@ def integrate(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
     if adaptive:   # the first slope, for the first step's size and the first stage
         f0 = func(time(t), y0)
         nfe = 1
-        h, first_nfe = _first_step(controller, config, func, t, t_end, y0, f0, h0, time)
+        h, first_nfe = _first_step(stepper, config, func, t, t_end, y0, f0, h0, time)
         nfe += first_nfe
-        memory, ratio, newton_failures = controller.start(), 0.0, 0
+        memory, ratio, newton_failures = stepper.start(), 0.0, 0
         eps = torch.finfo(y0.dtype).eps
         k = tableau.error_exponent
         landmarks = Landmarks(config.step_t, config.jump_t, t, direction)
         stiffness = (StiffnessDetector(tableau) if config.detect_stiffness and tableau.fsal
                      and not tableau.implicit else None)
-    max_steps = config.max_num_steps if adaptive else controller.max_steps
+    max_steps = config.max_num_steps if adaptive else grid.max_steps
+    dense = tableau.dense if tableau.dense is not None else np.zeros((0, 0))
     if recorder is not None:
         recorder.offer(0, t, y, f0 if tableau.adaptive else None)
     try:
         while True:
             # --- where does this step end? -----------------------------------------------
             if adaptive:
-                _guard(n_steps, config, t, t_end, h, eps, ratio, y0.dtype)
+                if n_steps >= config.max_num_steps or abs(h) <= 8 * eps * max(abs(t), 1.0):
+                    _guard(n_steps, config, t, t_end, h, eps, ratio, y0.dtype)
                 t1 = t + h
                 if direction * (t1 - t_end) >= 0:
                     t1, h = t_end, t_end - t                # land exactly on the final time
@@ -100,7 +112,7 @@ def integrate(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
                         f"{n_steps} steps of size {abs(h):.3g}, up to t={t:.6g}; check "
                         "event_fn, or raise options['max_num_steps']")
                 try:
-                    t1, jump = controller.next_end()
+                    t1, jump = grid.next_end()
                 except StopIteration:
                     break
             h = t1 - t
@@ -130,11 +142,11 @@ def integrate(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
                     err = error_estimate(ks, tableau, h)
                     if newton is not None:   # filtered by (I - hγJ)⁻¹: stiff parts not overrated
                         err = newton.solve_linear(err)
-                    ratio = controller.error_ratio(err, y, y1)
-                accepted, h_next, memory = controller.adapt(ratio, h, memory, k)
+                    ratio = stepper.error_ratio(err, y, y1)
+                accepted, h_next, memory = stepper.adapt(ratio, h, memory, k)
             else:
                 y1, ks = _fixed_size_step(func, t, y, f0, h, tableau, time, newton, end_time,
-                                          controller.replay)
+                                          replay)
                 accepted, ratio = True, math.nan
             if newton is None:   # (Newton counts its own evaluations)
                 nfe += tableau.stages - 1
@@ -143,7 +155,8 @@ def integrate(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
             if not accepted:
                 if callbacks is not None:
                     callbacks.reject(t, y, h)
-                if not math.isfinite(ratio) and not bool(torch.isfinite(f0).all()):
+                if not math.isfinite(ratio) and f0 is not None and not bool(
+                        torch.isfinite(f0).all()):
                     raise NonFiniteError(f"func returned NaN/inf at t={t:.6g} for a finite state")
                 h = h_next
                 continue
@@ -154,7 +167,9 @@ def integrate(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
                 if not tableau.fsal:   # the end slope: for dense output and the next step
                     ks.append(func(time(t1), y1))
                     nfe += 1
-                interpolant = _DenseOutput(y, ks, h, tableau.dense)
+                # (a lambda, not an object: it is built on every step of the hot loop)
+                interpolant: Callable[[list[float]], torch.Tensor] | _GridInterpolant = (
+                    lambda thetas, y=y, ks=ks, h=h: interpolate(y, ks, h, thetas, dense))
             else:
                 interpolant = _GridInterpolant(func, time, config.interp, t1, h, y, f0, y1)
             done = sink.after_step(t, t1, y, y1, interpolant)
@@ -166,13 +181,16 @@ def integrate(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
                     f1 = func(_nudge(time(t1), t1 + direction), y1)
                     nfe += 1
             else:   # the end slope, if interpolation needed it, is the next step's first stage
+                assert isinstance(interpolant, _GridInterpolant)
                 nfe += interpolant.nfe
                 f1 = None if perturb else interpolant.f1
             if adaptive:
                 landmarks.passed(t1)
                 if stiffness is not None:
-                    stiffness.after_accepted_step(t1, h, y, ks, y1,
-                                                  _StageArgument(y, ks, tableau, h))
+                    stiffness.after_accepted_step(
+                        t1, h, y, ks, y1, lambda i, y=y, ks=ks, h=h: combine(
+                            y, ks, tableau.stage_terms[i], tableau.weights(i, y.dtype, y.device),
+                            h))   # Y_i, the point where stage i evaluated f (when asked)
                 h = h_next
             t, y, f0 = t1, y1, f1
             n_accepted += 1
@@ -236,17 +254,6 @@ def _guard(n_steps, config, t, t_end, h, eps, ratio, dtype) -> None:
                " or the problem is too stiff for an explicit method (try kvaerno3)"))
 
 
-class _DenseOutput:
-    """An adaptive method's own continuous extension over one step."""
-    __slots__ = ("y", "ks", "h", "dense")
-
-    def __init__(self, y, ks, h, dense):
-        self.y, self.ks, self.h, self.dense = y, ks, h, dense
-
-    def __call__(self, thetas: list[float]) -> torch.Tensor:
-        return interpolate(self.y, self.ks, self.h, thetas, self.dense)
-
-
 class _GridInterpolant:
     """Between two grid points: the cubic Hermite through the values and slopes at both ends
     (error O(h⁴), below that of the fixed-step methods up to rk4, so outputs never add steps),
@@ -257,8 +264,20 @@ class _GridInterpolant:
     The end slope is evaluated on first use and kept: it is also the next step's first stage.
     (One kept from a call under ``no_grad`` — the event locator's bisection — is evaluated
     again for a call that records a graph.) ``nfe`` counts the evaluations made here."""
-    __slots__ = ("func", "time", "linear", "t1", "h", "y", "f0", "y1", "f1", "nfe", "own_f0",
-                 "graphless")
+    __slots__ = (
+        "f0",
+        "f1",
+        "func",
+        "graphless",
+        "h",
+        "linear",
+        "nfe",
+        "own_f0",
+        "t1",
+        "time",
+        "y",
+        "y1",
+    )
 
     def __init__(self, func, time, interp, t1, h, y, f0, y1):
         self.func, self.time, self.linear = func, time, interp == "linear"
@@ -277,20 +296,6 @@ class _GridInterpolant:
                 self.f0 = self.func(self.time(self.t1 - h), y)
                 self.nfe += 1
         return hermite(y, self.f0, y1, self.f1, h, thetas)
-
-
-class _StageArgument:
-    """The point Y_i at which stage i evaluated f (recomputed only when the stiffness detector
-    asks)."""
-    __slots__ = ("y", "ks", "tableau", "h")
-
-    def __init__(self, y, ks, tableau, h):
-        self.y, self.ks, self.tableau, self.h = y, ks, tableau, h
-
-    def __call__(self, i: int) -> torch.Tensor:
-        tableau, y = self.tableau, self.y
-        return combine(y, self.ks, tableau.stage_terms[i], tableau.weights(i, y.dtype, y.device),
-                       self.h)
 
 
 def new_newton(func, config: SolveConfig, stats: PassStats) -> Newton | None:

@@ -36,8 +36,9 @@ class Newton:
                  tol: float = 0.03):
         self.func, self.rtol, self.atol, self.stats = func, rtol, atol, stats
         self.max_iterations, self.tol = max_iterations, tol
-        self.jacobian = self.lu = None
-        self.h_gamma = None
+        self.jacobian: torch.Tensor | None = None
+        self.lu: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.h_gamma: float | None = None
         self.fresh = False   # is the cached Jacobian from this step's start point?
         self.last_iterations = 0   # of the last stage solved: many mean J is getting stale
 
@@ -61,6 +62,7 @@ class Newton:
         slightly wrong M still converges (a little slower), and an LU costs O(n³)."""
         if (self.lu is None or self.h_gamma is None
                 or abs(h_gamma / self.h_gamma - 1) > 0.2):
+            assert self.jacobian is not None   # (new_step evaluated it)
             n = self.jacobian.shape[0]
             eye = torch.eye(n, dtype=self.jacobian.dtype, device=self.jacobian.device)
             lu, pivots, info = torch.linalg.lu_factor_ex(eye - h_gamma * self.jacobian)
@@ -71,6 +73,7 @@ class Newton:
             self.lu, self.h_gamma = (lu, pivots), h_gamma
 
     def solve_linear(self, rhs: torch.Tensor) -> torch.Tensor:
+        assert self.lu is not None   # (factor ran first)
         return torch.linalg.lu_solve(*self.lu, rhs.reshape(-1, 1)).view_as(rhs)
 
     # --- one implicit stage ----------------------------------------------------------------
@@ -180,4 +183,4 @@ class _InverseCorrection(torch.autograd.Function):
         return -w, None, None, None, None, None
 
 
-__all__ = ["Newton", "NewtonFailure", "NewtonConvergenceError", "jacobian", "implicit_stage"]
+__all__ = ["Newton", "NewtonConvergenceError", "NewtonFailure", "implicit_stage", "jacobian"]

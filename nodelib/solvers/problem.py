@@ -8,6 +8,7 @@ it. (The method and options are checked in :mod:`nodelib.solvers.config`.)
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -84,8 +85,9 @@ def check_times(t, like: torch.Tensor) -> torch.Tensor:
     if not (bool((steps > 0).all()) or bool((steps < 0).all())):
         bad = int(((steps <= 0) if steps[0] > 0 else (steps >= 0)).nonzero()[0])
         raise ValueError(
-            f"t must be strictly increasing or strictly decreasing; t[{bad}]={values[bad].item():.6g}"
-            f" and t[{bad + 1}]={values[bad + 1].item():.6g} break the order")
+            f"t must be strictly increasing or strictly decreasing; "
+            f"t[{bad}]={values[bad].item():.6g} and t[{bad + 1}]={values[bad + 1].item():.6g} "
+            "break the order")
     return t
 
 
@@ -174,7 +176,7 @@ def warn_unsupported_callbacks(func, adaptive: bool, method: str) -> None:
 @dataclass
 class Problem:
     """A checked problem: func wrapped, the state flat (for a tuple), the times, the config."""
-    func: CheckedFunc
+    func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]   # (a CheckedFunc for users' f)
     y0: torch.Tensor
     layout: TupleLayout | None
     t: torch.Tensor

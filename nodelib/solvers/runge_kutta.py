@@ -41,7 +41,7 @@ def _propagate(y: torch.Tensor, ks: list[torch.Tensor], tableau: ButcherTableau,
     return y + increment
 
 
-def rk_step(func, t: float, y: torch.Tensor, f0: torch.Tensor, h: float,
+def rk_step(func, t: float, y: torch.Tensor, f0: torch.Tensor | None, h: float,
             tableau: ButcherTableau, time, end_time: torch.Tensor | None = None,
             newton=None, full_newton: bool = False):
     """Advance ``y`` from ``t`` to ``t + h``. ``f0 = f(t, y)``; ``time(float)`` makes the time
@@ -52,7 +52,7 @@ def rk_step(func, t: float, y: torch.Tensor, f0: torch.Tensor, h: float,
     iterate) and may raise :class:`~nodelib.solvers.newton.NewtonFailure`."""
     if tableau.implicit:
         return _implicit_step(func, t, y, f0, h, tableau, time, newton, end_time, full_newton)
-    ks = [f0]
+    ks: list = [f0]   # (f0 is given for an explicit first stage)
     yi = y
     for i in range(1, tableau.stages):
         terms = tableau.stage_terms[i]

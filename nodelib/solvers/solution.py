@@ -9,7 +9,7 @@ forward solve fills ``stats.forward``; for the adjoint, ``loss.backward()`` late
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -84,7 +84,7 @@ class Solution:
     with them.
     """
     t: torch.Tensor | None
-    ys: torch.Tensor | tuple[torch.Tensor, ...] | None
+    ys: Any   # a tensor; odesolve hands back a tuple of them for a tuple state
     step_start: list[float] = field(default_factory=list)
     step_h: list[float] = field(default_factory=list)
     h_next: float | None = None

@@ -21,7 +21,7 @@ CHECK_EVERY = 10
 HITS_TO_STOP, MISSES_TO_RESET = 15, 6
 
 
-@functools.lru_cache(maxsize=None)   # per tableau (tableaux are immutable): once per method
+@functools.cache   # per tableau (tableaux are immutable): once per method
 def real_stability_boundary(tableau) -> float:
     """The largest r with |R(-x)| <= 1 for all 0 < x <= r, R the stability function."""
     s = tableau.stages

@@ -32,6 +32,11 @@ class ButcherTableau:
     # z_i = y + h Σ_{j<i} a_ij k_j + h a_ii f(t + c_i h, z_i) by Newton's method.
     diagonal: tuple[float, ...] | None = None
     _weights_cache: dict = field(default_factory=dict, repr=False, compare=False)
+    # derived in __post_init__ (never per step): the nonzero (j, weight) terms of each stage row
+    # and of b, and whether the method is FSAL
+    stage_terms: tuple = field(init=False, repr=False, compare=False)
+    b_terms: tuple = field(init=False, repr=False, compare=False)
+    fsal: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         # Everything the stepper needs is computed once here, never per step: the nonzero
@@ -69,6 +74,7 @@ class ButcherTableau:
     @property
     def error_exponent(self) -> int:
         """Local error of the embedded pair scales like h^(q+1), q the lower of the two orders."""
+        assert self.embedded_order is not None, f"{self.name} is not an embedded pair"
         return min(self.order, self.embedded_order) + 1
 
     def weights(self, key, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

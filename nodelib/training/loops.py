@@ -10,8 +10,9 @@ step.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -68,8 +69,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: 
             optimizer.step()
             losses.append(loss.item())
             if counts_nfe:   # this batch's solves: the block resets its stats on every forward
-                nfe_f.append(model.nfe_forward)
-                nfe_b.append(model.nfe_backward)
+                nfe_f.append(float(cast(Any, model).nfe_forward))
+                nfe_b.append(float(cast(Any, model).nfe_backward))
         history.loss.append(float(np.mean(losses)))
         if counts_nfe:
             history.nfe_forward.append(float(np.mean(nfe_f)))

@@ -18,7 +18,7 @@ from tqdm import tqdm as std_tqdm
 
 from nodelib import progress
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 from browser_check import RAW_PROGRESS  # noqa: E402  (tools/ is not a package)
 
 SECONDS = r"\d+\.\d s"  # the elapsed time, one decimal

@@ -17,11 +17,12 @@ PY    := $(VENV)/bin/python
 PIP   := $(PY) -m pip
 STAMP := $(VENV)/.deps-installed
 
-.PHONY: book test outputs check-outputs browser-check sync check-sync env clean help
+.PHONY: book test lint outputs check-outputs browser-check sync check-sync env clean help
 
 help:
 	@echo "make book           build the book into _build/html from the committed outputs"
-	@echo "make test           run all tests (pytest: unit tests + book checks + nbval over chapters/)"
+	@echo "make test           run all tests (lint, then pytest: unit tests + book checks + nbval)"
+	@echo "make lint           ruff and mypy on nodelib/ (configured in pyproject.toml)"
 	@echo "make outputs        execute every chapter in place and stamp it (NB=... for one)"
 	@echo "make browser-check  check the built book in headless Chromium"
 	@echo "make sync           re-stamp Colab badges and setup cells from _config.yml"
@@ -43,8 +44,13 @@ book: $(STAMP)
 	echo "Book built in $$(( $$(date +%s) - start )) s:"; \
 	echo "  $(CURDIR)/_build/html/index.html"
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(VENV)/bin/pytest
+
+# ruff and mypy on the package (configured in pyproject.toml; versions pinned in requirements.txt)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check nodelib
+	$(VENV)/bin/mypy
 
 NB ?=
 outputs: $(STAMP)

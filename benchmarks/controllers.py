@@ -22,7 +22,7 @@ import math
 import torch
 
 import nodelib
-from nodelib.control import PIDController
+from nodelib.solvers.controllers import PIDController
 
 F64 = torch.float64
 

@@ -2,86 +2,197 @@
 
     from nodelib import odeint, odeint_adjoint, SolverStats
 
-Data flows one way: problem + options → a frozen config (:mod:`nodelib.config`) → Butcher
-tableaux → one Runge–Kutta stepper → a step-size controller object → fixed-grid and adaptive
-integrators returning a :class:`Solution` → ``odeint`` (backprop through the solver),
-``odeint_adjoint`` (adjoint strategies; ``"backsolve"`` is Algorithm 2 of Chen et al. 2018) and
-events → models, which share one gradient switch (:mod:`nodelib.gradients`).
+Data flows one way, and the folders show it (a test fails when a lower layer imports a higher
+one):
+
+* :mod:`nodelib.solvers` — problem + options → a frozen config → Butcher tableaux → one
+  Runge–Kutta stepper → a step-size controller object → one integrate loop → a
+  :class:`Solution`;
+* :mod:`nodelib.gradients` — ``odeint`` (backprop through the solver), ``odeint_adjoint``
+  (``"backsolve"``, Algorithm 2 of Chen et al. 2018, or ``"checkpoint"``), ``odeint_event``,
+  the one gradient switch the models share, and a meter of the memory autograd saves;
+* :mod:`nodelib.models` — vector fields, ODE blocks, CNFs, regularisation, latent ODEs, flow
+  matching;
+* :mod:`nodelib.data` and :mod:`nodelib.training` — data sets, training loops, progress bars;
+* ``errors`` (shared by every layer) and ``plotting`` (on top of everything).
+
+Every public name is importable from here.
 """
-from .adjoint import STRATEGIES, odeint_adjoint
-from .control import IController, PIController, PIDController, StepSizeController
-from .errors import MaxStepsExceededError, NonFiniteError, ODESolverError, StepSizeUnderflowError
-from .events import odeint_event
+# The imports go in layer order, lowest first (so the sorter is told to leave them).
+# isort: off
+# errors, shared by every layer
+from .errors import (
+                     MaxStepsExceededError,
+                     NewtonConvergenceError,
+                     NonFiniteError,
+                     ODESolverError,
+                     StepSizeUnderflowError,
+                     StiffnessError,
+)
+# solvers: the numerics
+from .solvers.controllers import IController, PIController, PIDController, StepSizeController
+from .solvers.solution import PassStats, Solution, SolverStats, StepRecord
+from .solvers.tableaux import ADAPTIVE_METHODS, FIXED_STEP_METHODS, TABLEAUX, ButcherTableau
+# gradients
 from .gradients import GRADIENTS, solve_with_gradient
-from .odeint import odeint, odesolve
-from .solution import Solution
-from .stats import PassStats, SolverStats, StepRecord
-from .tableaux import ADAPTIVE_METHODS, FIXED_STEP_METHODS, TABLEAUX, ButcherTableau
+from .gradients.adjoint import STRATEGIES, odeint_adjoint
+from .gradients.backprop import odeint, odeint_per_sample, odesolve
+from .gradients.events import odeint_event
+from .gradients.memory import KeptBySolve, SavedTensorMeter, kept_by_solve
+# models
+from .models.blocks import AugmentedNeuralODE, AugmentedODEBlock, ODEBlock, ResidualBlock, augment
+from .models.fields import ConcatConv2d, ConvField, MLPDynamics, MLPField
+from .models.flow_matching import (
+                     FlowSamples,
+                     cfm_loss,
+                     couple,
+                     interpolate,
+                     normalised_path_energy,
+                     ot_pairing,
+                     path_energy,
+                     reflow_pairs,
+                     sample_flow,
+                     wasserstein2,
+)
+from .models.flows import (
+                     CNF,
+                     CNFDynamics,
+                     PlanarCNFField,
+                     PlanarFlow,
+                     PlanarNF,
+                     standard_normal_log_prob,
+)
+from .models.latent import (
+                     ELBO,
+                     ODERNN,
+                     GapRNN,
+                     LatentODE,
+                     RecognitionRNN,
+                     gaussian_kl,
+                     gaussian_log_likelihood,
+                     reparameterize,
+)
+from .models.regularisation import (
+                     RegularisedBlock,
+                     RegularisedCNF,
+                     RegularisedDynamics,
+                     kinetic_energy,
+                     odeint_with_penalties,
+                     steer_end_time,
+)
+from .models.traces import (
+                     exact_trace,
+                     frobenius_exact,
+                     frobenius_hutchinson,
+                     hutchinson_trace,
+                     sample_noise,
+)
+# data
+from .data.densities import ENERGY_NAMES, energy, log_normalizer, target_log_prob
+from .data.samples import two_circles, two_moons
+from .data.series import SpiralData, observation_mask, spirals, union_grid
+from .data.systems import DampedPendulum, Observations, SpiralField, observe, spiral_trajectory
+from .data.toy import flip_1d, nested_spheres, nested_spheres_target
+# training
+from .training.loops import FitHistory, fit_trajectories
+from .training.progress import progress
+from .training.windows import Windows, sample_windows
+# isort: on
 
 METHODS = tuple(TABLEAUX)
+__version__ = "0.3.0"
 
 __all__ = [
-    "odeint", "odeint_adjoint", "odesolve", "odeint_event", "Solution", "SolverStats",
-    "PassStats", "StepRecord", "METHODS", "TABLEAUX", "FIXED_STEP_METHODS", "ADAPTIVE_METHODS",
-    "ButcherTableau", "ODESolverError", "StepSizeUnderflowError", "MaxStepsExceededError",
-    "NonFiniteError", "StepSizeController", "IController", "PIController", "PIDController",
-    "STRATEGIES", "GRADIENTS", "solve_with_gradient",
+                     # solvers
+                     "ADAPTIVE_METHODS",
+                     "CNF",
+                     "ELBO",
+                     "ENERGY_NAMES",
+                     "FIXED_STEP_METHODS",
+                     # gradients
+                     "GRADIENTS",
+                     "METHODS",
+                     "ODERNN",
+                     "STRATEGIES",
+                     "TABLEAUX",
+                     # models
+                     "AugmentedNeuralODE",
+                     "AugmentedODEBlock",
+                     "ButcherTableau",
+                     "CNFDynamics",
+                     "ConcatConv2d",
+                     "ConvField",
+                     # data and training
+                     "DampedPendulum",
+                     "FitHistory",
+                     "GapRNN",
+                     "IController",
+                     "LatentODE",
+                     "MLPDynamics",
+                     "MLPField",
+                     "MaxStepsExceededError",
+                     "NewtonConvergenceError",
+                     "NonFiniteError",
+                     "ODEBlock",
+                     "ODESolverError",
+                     "Observations",
+                     "PIController",
+                     "PIDController",
+                     "PassStats",
+                     "PlanarCNFField",
+                     "PlanarFlow",
+                     "PlanarNF",
+                     "RecognitionRNN",
+                     "RegularisedBlock",
+                     "RegularisedCNF",
+                     "RegularisedDynamics",
+                     "ResidualBlock",
+                     "Solution",
+                     "SolverStats",
+                     "SpiralData",
+                     "SpiralField",
+                     "StepRecord",
+                     "StepSizeController",
+                     "StepSizeUnderflowError",
+                     "StiffnessError",
+                     "Windows",
+                     "augment",
+                     "energy",
+                     "exact_trace",
+                     "fit_trajectories",
+                     "flip_1d",
+                     "frobenius_exact",
+                     "frobenius_hutchinson",
+                     "gaussian_kl",
+                     "gaussian_log_likelihood",
+                     "hutchinson_trace",
+                     "kinetic_energy",
+                     "log_normalizer",
+                     "nested_spheres",
+                     "nested_spheres_target",
+                     "observation_mask",
+                     "observe",
+                     "odeint",
+                     "odeint_adjoint",
+                     "odeint_event",
+                     "odeint_per_sample",
+                     "odeint_with_penalties",
+                     "odesolve",
+                     "progress",
+                     "reparameterize",
+                     "sample_noise",
+                     "sample_windows",
+                     "solve_with_gradient",
+                     "spiral_trajectory",
+                     "spirals",
+                     "standard_normal_log_prob",
+                     "steer_end_time",
+                     "target_log_prob",
+                     "two_circles",
+                     "two_moons",
+                     "union_grid",
 ]
-__version__ = "0.2.0"
-
-from .layers import ConcatConv2d, ConvField, MLPField, ODEBlock, ResidualBlock  # noqa: E402
-
-__all__ += ["ODEBlock", "MLPField", "ConvField", "ConcatConv2d", "ResidualBlock"]
-
-from .densities import (ENERGY_NAMES, energy, log_normalizer, target_log_prob,  # noqa: E402
-                        two_circles, two_moons)
-from .flows import (CNF, CNFDynamics, PlanarCNFField, PlanarFlow, PlanarNF,  # noqa: E402
-                    exact_trace, hutchinson_trace, sample_noise, standard_normal_log_prob)
-
-__all__ += ["ENERGY_NAMES", "energy", "log_normalizer", "target_log_prob", "two_circles",
-            "two_moons", "CNF", "CNFDynamics", "PlanarCNFField", "PlanarFlow", "PlanarNF",
-            "exact_trace", "hutchinson_trace", "sample_noise", "standard_normal_log_prob"]
-
-from .augmented import AugmentedNeuralODE, AugmentedODEBlock, augment  # noqa: E402
-from .datasets import flip_1d, nested_spheres, nested_spheres_target  # noqa: E402
-
-__all__ += ["AugmentedNeuralODE", "AugmentedODEBlock", "augment", "flip_1d", "nested_spheres",
-            "nested_spheres_target"]
-
-from .progress import progress  # noqa: E402
-
-__all__ += ["progress"]
-
-from .regularisation import (RegularisedBlock, RegularisedCNF,  # noqa: E402
-                             RegularisedDynamics, frobenius_exact, frobenius_hutchinson,
-                             kinetic_energy, odeint_with_penalties, steer_end_time)
-
-__all__ += ["RegularisedBlock", "RegularisedCNF", "RegularisedDynamics", "frobenius_exact",
-            "frobenius_hutchinson", "kinetic_energy", "odeint_with_penalties", "steer_end_time"]
-
-from .datasets import (DampedPendulum, Observations, SpiralField, observe,  # noqa: E402
-                       spiral_trajectory)
-from .training import (FitHistory, Windows, fit_trajectories,  # noqa: E402
-                       odeint_per_sample, sample_windows)
-
-__all__ += ["DampedPendulum", "Observations", "SpiralField", "observe", "spiral_trajectory",
-            "FitHistory", "Windows", "fit_trajectories", "odeint_per_sample", "sample_windows"]
-
-from .latent import (ELBO, GapRNN, LatentODE, MLPDynamics, ODERNN,  # noqa: E402
-                     RecognitionRNN, SpiralData, gaussian_kl, gaussian_log_likelihood,
-                     observation_mask, reparameterize, spirals, union_grid)
-
-__all__ += ["ELBO", "GapRNN", "LatentODE", "MLPDynamics", "ODERNN", "RecognitionRNN",
-            "SpiralData", "gaussian_kl", "gaussian_log_likelihood", "observation_mask",
-            "reparameterize", "spirals", "union_grid"]
-
-from .memory import KeptBySolve, SavedTensorMeter, kept_by_solve  # noqa: E402
-
-__all__ += ["KeptBySolve", "SavedTensorMeter", "kept_by_solve"]
-
-from .flow_matching import (FlowSamples, cfm_loss, couple, interpolate,  # noqa: E402
-                            normalised_path_energy, ot_pairing, path_energy, reflow_pairs,
-                            sample_flow, wasserstein2)
-
-__all__ += ["FlowSamples", "cfm_loss", "couple", "interpolate", "normalised_path_energy",
+__all__ += ["KeptBySolve", "SavedTensorMeter", "kept_by_solve",
+            "FlowSamples", "cfm_loss", "couple", "interpolate", "normalised_path_energy",
             "ot_pairing", "path_energy", "reflow_pairs", "sample_flow", "wasserstein2"]
+

@@ -23,3 +23,7 @@ class NewtonConvergenceError(ODESolverError):
 
 class StiffnessError(ODESolverError):
     """An explicit method's steps are held at its stability limit: the problem is stiff."""
+
+
+class EventNotFoundError(MaxStepsExceededError):
+    """An event search ended without ``event_fn`` crossing zero (step cap, or time overflow)."""

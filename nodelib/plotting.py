@@ -15,7 +15,7 @@ import torch
 from matplotlib import animation
 
 DEFAULT_EXTENT = (-4.0, 4.0, -4.0, 4.0)   # (x_min, x_max, y_min, y_max), as in imshow
-_trapezoid = getattr(np, "trapezoid", None) or np.trapz   # numpy < 2.0 only has trapz
+_trapezoid = getattr(np, "trapezoid", None) or np.trapz  # type: ignore[attr-defined]  # numpy<2
 
 
 def grid_points(extent=DEFAULT_EXTENT, n: int = 100, *, device=None,
@@ -42,7 +42,8 @@ def log_prob_on_grid(log_prob, extent=DEFAULT_EXTENT, n: int = 100, *, batch_siz
 def grid_mass(log_values: np.ndarray, extent=DEFAULT_EXTENT) -> float:
     """∫ exp(log p) over ``extent`` by the trapezoidal rule on the grid of ``log_values``."""
     n_y, n_x = log_values.shape
-    xs, ys = np.linspace(*extent[:2], n_x), np.linspace(*extent[2:], n_y)
+    (x0, x1), (y0, y1) = extent[:2], extent[2:]
+    xs, ys = np.linspace(x0, x1, n_x), np.linspace(y0, y1, n_y)
     return float(_trapezoid(_trapezoid(np.exp(log_values), xs, axis=1), ys))
 
 

@@ -1,0 +1,12 @@
+"""Layer 1, the numerics: from a problem and options to a :class:`Solution`.
+
+Data flow, one module per arrow (no autograd.Function and no nn.Module here):
+
+    problem.py (checks func, y0, t) + config.py (method → tableau, options → a frozen config)
+    → tableaux.py (Butcher coefficients as data) → runge_kutta.py (one stepper; newton.py for
+    the implicit stages) → controllers.py (step-size controllers, fixed grids included)
+    → integrate.py (ONE loop; outputs.py and interpolation.py give the states at the output
+    times, events.py finds event times, stiffness.py watches explicit steps) → solution.py.
+
+Nothing in this package imports from the layers above it (gradients, models, data, training).
+"""

@@ -1,7 +1,7 @@
 """Flow matching: train the vector field of a continuous flow by regression, solve only to sample.
 
-A continuous normalizing flow (:mod:`nodelib.models.flows`) trained by maximum likelihood solves the ODE
-at every training step. Conditional flow matching (CFM; Lipman et al. 2023, Liu et al. 2023,
+A continuous normalizing flow (:mod:`nodelib.models.flows`) trained by maximum likelihood solves
+the ODE at every training step. Conditional flow matching (CFM; Lipman et al. 2023, Liu et al. 2023,
 Tong et al. 2024) instead fixes a *path* between pairs ``(x0, x1)`` of a source and a target
 sample, here the straight line ``x_t = (1 - t) x0 + t x1`` (plus optional noise ``σ ε``), and
 regresses the field on the path's velocity ``x1 - x0``:

@@ -41,7 +41,7 @@ class SolveConfig:
     step_t: tuple[float, ...] = ()                 # times every step must land on
     jump_t: tuple[float, ...] = ()                 # ... and where f jumps (re-evaluate f)
     newton_tolerances: tuple[float, float] = (1e-7, 1e-9)   # implicit methods: (rtol, atol)
-    detect_stiffness: bool = True                  # explicit FSAL methods (nodelib.stiffness)
+    detect_stiffness: bool = True                  # explicit FSAL methods (solvers.stiffness)
 
     @property
     def adaptive(self) -> bool:

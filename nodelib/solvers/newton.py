@@ -87,14 +87,9 @@ class Newton:
         with torch.no_grad():
             z, base = guess.detach().clone(), base.detach()
             # an update below the dtype's resolution cannot be asked for: rtol floored at 100 eps
-            eps = torch.finfo(z.dtype).eps
-            rtol = max(self.rtol, 100 * eps)
+            rtol = max(self.rtol, 100 * torch.finfo(z.dtype).eps)
             scale = z.abs().mul(rtol).add_(self.atol)
-            # The iteration error allowed, relative to that scale, tightens with rtol as in
-            # RADAU5 (Hairer & Wanner IV.8): a fixed 0.03 let a reused Jacobian's slow
-            # convergence leave iteration errors far above the local error at rtol <= 1e-6.
-            tol = self.tol if self.tol is not None else max(10 * eps / rtol,
-                                                            min(0.03, math.sqrt(rtol)))
+            tol = self.tol if self.tol is not None else iteration_tolerance(self.rtol, z.dtype)
             previous = None
             for iteration in range(1, self.max_iterations + 1):
                 if full and iteration > 1:
@@ -125,6 +120,17 @@ class Newton:
         self.stats.n_newton_iterations += self.max_iterations
         raise NewtonFailure(f"Newton's method did not converge in {self.max_iterations} "
                             "iterations")
+
+
+def iteration_tolerance(rtol: float, dtype: torch.dtype = torch.float64) -> float:
+    """How small Newton's update must be, relative to the error scale ``|z|·rtol + atol``, to stop.
+
+    It tightens with rtol as in RADAU5 (Hairer & Wanner IV.8): a fixed 0.03 let a reused
+    Jacobian's slow convergence leave iteration errors far above the local error at rtol ≤ 1e-6.
+    (rtol is floored at 100 eps, as in :meth:`Newton.solve`.)"""
+    eps = torch.finfo(dtype).eps
+    rtol = max(rtol, 100 * eps)
+    return max(10 * eps / rtol, min(0.03, math.sqrt(rtol)))
 
 
 def jacobian(func, t: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -189,4 +195,5 @@ class _InverseCorrection(torch.autograd.Function):
         return -w, None, None, None, None, None
 
 
-__all__ = ["Newton", "NewtonConvergenceError", "NewtonFailure", "implicit_stage", "jacobian"]
+__all__ = ["Newton", "NewtonConvergenceError", "NewtonFailure", "implicit_stage",
+           "iteration_tolerance", "jacobian"]

@@ -10,6 +10,7 @@ from scipy.integrate import solve_ivp
 from nodelib import (ADAPTIVE_METHODS, FIXED_STEP_METHODS, TABLEAUX, MaxStepsExceededError,
                      SolverStats, odeint, odeint_adjoint)
 from nodelib.errors import NewtonConvergenceError
+from nodelib.solvers.newton import iteration_tolerance
 
 F64 = torch.float64
 IMPLICIT = [m for m in TABLEAUX if TABLEAUX[m].implicit]
@@ -174,6 +175,17 @@ def test_linear_system_with_eigenvalues_1_to_1e6_against_radau():
                     t_eval=t.numpy(), rtol=1e-12, atol=1e-14).y.T
     # global error of a 3rd-order method at rtol 1e-8 with stiff transients: ~1e-6
     assert np.abs(ys.numpy() - ref).max() < 1e-5
+
+
+def test_newton_iteration_tolerance_tightens_with_rtol():
+    """RADAU5's rule: min(0.03, sqrt(rtol)), but never below 10 eps / rtol (rtol floored at
+    100 eps), so a tight rtol cannot ask Newton for updates below the rounding error."""
+    assert iteration_tolerance(1e-3) == 0.03
+    assert math.isclose(iteration_tolerance(1e-6), 1e-3)
+    eps = torch.finfo(torch.float64).eps
+    assert iteration_tolerance(1e-15) == iteration_tolerance(100 * eps) == 0.1
+    # float32: rtol 1e-6 is below 100 eps (1.2e-5), so the floor applies
+    assert iteration_tolerance(1e-6, torch.float32) == 0.1
 
 
 @pytest.mark.parametrize("rtol", [1e-6, 1e-7])

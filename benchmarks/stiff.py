@@ -9,15 +9,14 @@
    budget).
 2. Gradient strategies on 2000 rk4 steps of an MLP field on a 256×32 float64 state: backprop,
    backsolve and checkpoint — time of forward + backward relative to backprop, and the memory
-   each holds between forward and backward (saved tensors plus the checkpoints) and at its peak
-   during backward (live saved tensors, tracked with saved-tensor hooks and weak references).
+   each holds between forward and backward (saved tensors plus what the checkpointed solve keeps
+   on its node) and at its peak during backward, both by nodelib's ``SavedTensorMeter``.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
 import time
-import weakref
 
 import numpy as np
 import torch
@@ -103,23 +102,6 @@ class MLP(nn.Module):
         return self.net(y)
 
 
-class LiveBytes:
-    """Saved-tensor hooks that track the bytes of saved tensors still alive (and the peak)."""
-
-    def __init__(self):
-        self.live = self.peak = 0
-
-    def pack(self, x):
-        size = x.numel() * x.element_size()
-        self.live += size
-        self.peak = max(self.peak, self.live)
-        weakref.finalize(x, self._release, size)
-        return x
-
-    def _release(self, size):
-        self.live -= size
-
-
 def gradient_rows(repeats):
     torch.manual_seed(0)
     f = MLP().double()
@@ -131,20 +113,21 @@ def gradient_rows(repeats):
         times = []
         for _ in range(repeats):
             y = y0.clone().requires_grad_()
-            tracker = LiveBytes()
             start = time.perf_counter()
-            with torch.autograd.graph.saved_tensors_hooks(tracker.pack, lambda x: x):
+            # nodelib's meter: distinct saved storages, current and peak (chapters 4 and 11)
+            with nodelib.SavedTensorMeter() as meter:
                 if mode == "backprop":
                     ys = nodelib.odeint(f, y, t, **kw)
                 else:
                     ys = nodelib.odeint_adjoint(f, y, t, strategy=mode, **kw)
-                held = tracker.live
-                if mode == "checkpoint":
-                    held += sum(s.numel() * s.element_size()
-                                for _, _, s, _ in ys.grad_fn.keep.kept)
+                # held between the passes: saved tensors, plus what a checkpointed solve keeps
+                # on its node (checkpoints, outputs, step log), which the hooks do not see
+                kept = nodelib.kept_by_solve(ys).total
+                held = meter.current + kept
+                meter.reset_peak()
                 ys[-1].pow(2).mean().backward()
             times.append(time.perf_counter() - start)
-        rows[mode] = (statistics.median(times), held, max(tracker.peak, held))
+        rows[mode] = (statistics.median(times), held, meter.peak + kept)
     return rows
 
 

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "nodelib"
-# lowest first; the top-level __init__ and the 0.2 re-export modules sit above every layer
+# lowest first; the top-level __init__ (the public facade) sits above every layer
 LAYERS = ["errors", "solvers", "gradients", "models", "data", "training", "plotting"]
 
 
@@ -34,7 +34,7 @@ def test_no_module_imports_a_higher_layer():
     for path in sorted(PACKAGE.rglob("*.py")):
         module = ".".join(("nodelib",) + path.relative_to(PACKAGE).with_suffix("").parts)
         own = layer_of(module)
-        if own is None:   # nodelib/__init__.py and the re-export modules: the public facade
+        if own is None:   # nodelib/__init__.py: the public facade
             continue
         for imported in imports_of(path):
             other = layer_of(imported)

@@ -98,7 +98,7 @@ def augment(x: torch.Tensor, augment_dim: int) -> torch.Tensor:
 
 
 class AugmentedODEBlock(ODEBlock):
-    """An :class:`~nodelib.layers.ODEBlock` whose input is padded with ``augment_dim`` zeros.
+    """An :class:`~nodelib.models.blocks.ODEBlock` whose input is padded with ``augment_dim`` zeros.
 
     ``field`` must act on states of size ``d + augment_dim``; the output (and every state of
     :meth:`trajectory`) has that size too. ``augment_dim=0`` is exactly the plain ODE block.
@@ -121,8 +121,8 @@ class AugmentedODEBlock(ODEBlock):
 class AugmentedNeuralODE(ReportsNFE, nn.Module):
     """``x ↦ W z(t1) + b`` with ``z`` the ODE in ℝ^{d+p} started at ``[x, 0]``.
 
-    The vector field is an :class:`~nodelib.layers.MLPField` (time as an extra input) of width
-    ``hidden``; ``augment_dim=0`` gives the Neural ODE of Chen et al. with the same linear
+    The vector field is an :class:`~nodelib.models.fields.MLPField` (time as an extra input) of
+    width ``hidden``; ``augment_dim=0`` gives the Neural ODE of Chen et al. with the same linear
     read-out. Keyword arguments ``ode_options`` go to :class:`ODEBlock` (``method``, ``rtol``,
     ``atol``, ``adjoint``, …).
     """

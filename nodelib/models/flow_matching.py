@@ -25,7 +25,7 @@ permutation within each minibatch, :func:`ot_pairing`), or any fixed pairs, e.g.
 
 Fields are called as ``field(t, x)`` with ``x`` of shape ``(batch, dim)``. During training ``t``
 has shape ``(batch, 1)`` (one time per sample); during sampling it is a 0-d tensor, as in every
-nodelib solve. :class:`nodelib.layers.MLPField` accepts both.
+nodelib solve. :class:`nodelib.models.fields.MLPField` accepts both.
 """
 from __future__ import annotations
 

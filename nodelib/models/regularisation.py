@@ -16,8 +16,8 @@ a CNF with Hutchinson's trace, the trace ``εᵀ(∂f/∂z)ε`` and the Frobeniu
 come from the *same* vector–Jacobian product with the same probe ε, so the penalty costs no
 extra reverse pass. :func:`odeint_with_penalties` runs the solve and returns
 ``(solution, penalties)``; :class:`RegularisedBlock` and :class:`RegularisedCNF` wrap an existing
-:class:`~nodelib.layers.ODEBlock` or :class:`~nodelib.flows.CNF` (sharing its parameters and
-solver settings). :func:`steer_end_time` draws STEER's random end time.
+:class:`~nodelib.models.blocks.ODEBlock` or :class:`~nodelib.models.flows.CNF` (sharing its
+parameters and solver settings). :func:`steer_end_time` draws STEER's random end time.
 
 By default the penalty components are left out of the adaptive solver's error control
 (``control_penalties=False``): they never feed back into the dynamics, so controlling their error
@@ -74,10 +74,11 @@ class RegularisedDynamics(ProbedDynamics):
     ``terms`` lists the integrands: ``"kinetic"``, ``"jacobian"``, or callables
     ``term(t, z, f) -> (batch,)``. ``frobenius`` chooses Hutchinson's estimate (default) or the
     exact norm for ``"jacobian"``. ``trace`` is the CNF's trace method (as in
-    :class:`~nodelib.flows.CNFDynamics`); with ``"hutchinson"`` one vector–Jacobian product with
-    the probe ``self.noise`` gives both the trace and the Frobenius estimate, with ``"exact"`` and
-    ``frobenius="exact"`` the same Jacobian rows give both exactly. The probe is drawn by
-    :meth:`draw_noise` once per solve and held fixed during it, so the integrands are smooth in t.
+    :class:`~nodelib.models.flows.CNFDynamics`); with ``"hutchinson"`` one vector–Jacobian product
+    with the probe ``self.noise`` gives both the trace and the Frobenius estimate, with
+    ``"exact"`` and ``frobenius="exact"`` the same Jacobian rows give both exactly. The probe is
+    drawn by :meth:`draw_noise` once per solve and held fixed during it, so the integrands are
+    smooth in t.
     """
 
     def __init__(self, field: nn.Module, terms=BUILT_IN_TERMS, *, trace: str | None = None,
@@ -194,12 +195,12 @@ def _check_t1(t1) -> float:
 
 
 class RegularisedBlock(ReportsNFE, nn.Module):
-    """An :class:`~nodelib.layers.ODEBlock` whose forward pass also returns its penalties:
+    """An :class:`~nodelib.models.blocks.ODEBlock` whose forward pass also returns its penalties:
     ``x ↦ (z(t1), R)`` with ``R`` of shape ``(batch, n_terms)``.
 
     Shares the block's field, end time and solver settings, and fills the block's ``stats`` (so
     ``block.nfe_forward`` and ``nfe_forward`` here count the regularised solve). A block with an
-    ``augment_dim`` (:class:`~nodelib.augmented.AugmentedODEBlock`) has its input padded first.
+    ``augment_dim`` (:class:`~nodelib.models.blocks.AugmentedODEBlock`) has its input padded first.
     """
 
     def __init__(self, block: ODEBlock, terms=BUILT_IN_TERMS, *, frobenius: str = "hutchinson",
@@ -235,7 +236,7 @@ class RegularisedBlock(ReportsNFE, nn.Module):
 
 
 class RegularisedCNF(ReportsNFE, nn.Module):
-    """A :class:`~nodelib.flows.CNF` whose solves also return their penalties.
+    """A :class:`~nodelib.models.flows.CNF` whose solves also return their penalties.
 
     Shares the CNF's field, trace method, probe kind, end time and solver settings, and fills the
     CNF's ``stats``. With ``trace="hutchinson"`` the Frobenius estimate reuses the trace's probe.

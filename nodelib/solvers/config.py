@@ -4,7 +4,7 @@
 ``odeint``, ``odeint_adjoint`` (for its forward and its backward solve) and :func:`odesolve` all
 call :func:`make_config`; the integrators read the config and never parse options themselves.
 Options and their names are torchdiffeq's, plus ``controller`` (``"PI"`` by default, ``"I"``,
-``"PID"`` or a :class:`~nodelib.control.StepSizeController`) and ``norm="per_sample"``.
+``"PID"`` or a :class:`~nodelib.StepSizeController`) and ``norm="per_sample"``.
 """
 from __future__ import annotations
 

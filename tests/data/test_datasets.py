@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from nodelib.datasets import flip_1d, nested_spheres, nested_spheres_target, uniform_shell
+from nodelib.data.toy import (flip_1d, nested_spheres, nested_spheres_target,
+    uniform_shell)
 
 DELTA = 1e-6
 

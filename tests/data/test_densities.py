@@ -1,12 +1,13 @@
-"""Target densities, data sets and plotting helpers (nodelib.densities, nodelib.plotting)."""
+"""Target densities, data sets and plotting helpers (nodelib.data.densities, nodelib.data.samples, nodelib.plotting)."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from nodelib.densities import (DATASETS, ENERGY_NAMES, energy, log_normalizer, log_soft_box,
-                               target_log_prob, two_circles, two_moons)
+from nodelib.data.densities import (ENERGY_NAMES, energy, log_normalizer,
+    log_soft_box, target_log_prob)
+from nodelib.data.samples import DATASETS, two_circles, two_moons
 
 F64 = torch.float64
 

@@ -1,10 +1,11 @@
-"""nodelib.datasets, dynamics part: the spiral, the damped pendulum and noisy observations."""
+"""nodelib.data.systems: the spiral, the damped pendulum and noisy observations."""
 import math
 
 import pytest
 import torch
 
-from nodelib.datasets import (DampedPendulum, SpiralField, observe, spiral_trajectory)
+from nodelib.data.systems import (DampedPendulum, SpiralField, observe,
+    spiral_trajectory)
 
 F64 = torch.float64
 

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from nodelib import SolverStats, odeint, odeint_adjoint
-from nodelib.checkpoint import Checkpoints
+from nodelib.gradients.checkpoint import Checkpoints
 
 F64 = torch.float64
 

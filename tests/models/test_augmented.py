@@ -6,7 +6,9 @@ import torch
 from torch import nn
 
 from nodelib import MLPField, ODEBlock, odeint
-from nodelib.augmented import AugmentedNeuralODE, AugmentedODEBlock, History, augment, fit
+from nodelib.models.blocks import (AugmentedNeuralODE, AugmentedODEBlock,
+    augment)
+from nodelib.training.loops import History, fit
 
 F64 = torch.float64
 

@@ -1,4 +1,4 @@
-"""Planar flows, trace estimators and continuous normalizing flows (nodelib.flows)."""
+"""Planar flows, trace estimators and continuous normalizing flows (nodelib.models.flows, nodelib.models.traces)."""
 import math
 
 import pytest
@@ -7,8 +7,9 @@ from torch import nn
 
 from nodelib import odeint
 from nodelib.plotting import grid_mass, log_prob_on_grid
-from nodelib.flows import (CNF, CNFDynamics, PlanarCNFField, PlanarFlow, PlanarNF, exact_trace,
-                           hutchinson_trace, sample_noise, standard_normal_log_prob)
+from nodelib.models.flows import (CNF, CNFDynamics, PlanarCNFField,
+    PlanarFlow, PlanarNF, standard_normal_log_prob)
+from nodelib.models.traces import exact_trace, hutchinson_trace, sample_noise
 
 from problems import Linear  # noqa: E402
 

@@ -1,12 +1,12 @@
-"""Latent ODE building blocks: data, Gaussian algebra, encoders, models (nodelib.latent)."""
+"""Latent ODE building blocks: data, Gaussian algebra, encoders, models (nodelib.models.latent, nodelib.data.series)."""
 import math
 
 import pytest
 import torch
 
-from nodelib.latent import (ELBO, GapRNN, LatentODE, ODERNN, RecognitionRNN, gaussian_kl,
-                            gaussian_log_likelihood, observation_mask, reparameterize,
-                            spirals, union_grid)
+from nodelib.data.series import observation_mask, spirals, union_grid
+from nodelib.models.latent import (ELBO, GapRNN, LatentODE, ODERNN,
+    RecognitionRNN, gaussian_kl, gaussian_log_likelihood, reparameterize)
 
 F64 = torch.float64
 

@@ -1,4 +1,4 @@
-"""Integrated regularisers (nodelib.regularisation): closed forms on linear fields, Hutchinson's
+"""Integrated regularisers (nodelib.models.regularisation): closed forms on linear fields, Hutchinson's
 Frobenius estimate, solver steps, gradients, STEER end times and errors."""
 import math
 
@@ -7,11 +7,13 @@ import torch
 from torch import nn
 
 from nodelib import CNF, MLPField, ODEBlock
-from nodelib.augmented import AugmentedODEBlock
-from nodelib.flows import sample_noise, standard_normal_log_prob
-from nodelib.regularisation import (RegularisedBlock, RegularisedCNF, RegularisedDynamics,
-                                    frobenius_exact, frobenius_hutchinson, jacobian_rows,
-                                    odeint_with_penalties, steer_end_time)
+from nodelib.models.blocks import AugmentedODEBlock
+from nodelib.models.flows import standard_normal_log_prob
+from nodelib.models.traces import sample_noise
+from nodelib.models.regularisation import (RegularisedBlock, RegularisedCNF,
+    RegularisedDynamics, odeint_with_penalties, steer_end_time)
+from nodelib.models.traces import (frobenius_exact, frobenius_hutchinson,
+    jacobian_rows)
 
 from problems import Linear  # noqa: E402
 

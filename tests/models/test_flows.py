@@ -231,13 +231,19 @@ def test_cnf_nonlinear_log_density_matches_flow_jacobian(device):
     assert delta.abs().max() > 1   # the flow changes volume by O(1): the check is not vacuous
 
 
-def test_cnf_hutchinson_solve_is_unbiased(device):
-    # One point replicated n times: each row has its own probe, so one solve gives n iid estimates
-    torch.manual_seed(0)
-    field = Tanh(3, hidden=8).to(device, F64)
+def _steep_tanh(dim, device):
+    """A Tanh field with doubled weights: a flow that changes volume by O(1) over [0, 1]."""
+    field = Tanh(dim, hidden=8).to(device, F64)
     with torch.no_grad():
         for p in field.parameters():
             p.mul_(2)
+    return field
+
+
+def test_cnf_hutchinson_solve_is_unbiased(device):
+    # One point replicated n times: each row has its own probe, so one solve gives n iid estimates
+    torch.manual_seed(0)
+    field = _steep_tanh(3, device)
     point = torch.randn(1, 3, dtype=F64, device=device)
     zeros = torch.zeros(1, dtype=F64, device=device)
     _, exact = CNF(field, rtol=1e-8, atol=1e-8)(point, zeros)
@@ -254,10 +260,7 @@ def test_cnf_hutchinson_solve_is_unbiased(device):
 
 def test_cnf_log_prob_inverts_sampling_and_normalises(device):
     torch.manual_seed(0)
-    field = Tanh(2, hidden=8).to(device, F64)
-    with torch.no_grad():
-        for p in field.parameters():
-            p.mul_(2)
+    field = _steep_tanh(2, device)
     cnf = CNF(field, rtol=1e-8, atol=1e-8)
     z0 = torch.randn(10, 2, dtype=F64, device=device)
     x, logp = cnf(z0)

@@ -179,8 +179,12 @@ class _BacksolveAdjoint(torch.autograd.Function):
         s: BacksolveSettings = ctx.settings
         t, ys = ctx.saved_tensors
         grad_ys = grads[-1]
-        want_t = ctx.needs_input_grad[2] and s.event_fn is None
+        want_t = ctx.needs_input_grad[2]
         a, a_params, grad_t = _backsolve(s, t, ys, grad_ys, want_t)
+        if grad_t is not None and s.event_fn is not None:
+            # t[1] only gave the direction; the event time's own dependence on t0 reaches t0
+            # through the state (odeint_event's implicit-function-theorem term)
+            grad_t[-1] = 0.0
         grad_params = [g.view_as(p) for g, p in zip(a_params, s.params)]
         return (None, a.view(ys.shape[1:]), grad_t, *grad_params)
 

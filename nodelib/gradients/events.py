@@ -48,7 +48,7 @@ class _EventTimeGradient(torch.autograd.Function):
 def odeint_event(func, y0, t0, *, event_fn, reverse_time: bool = False,
                  odeint_interface=odeint, **kwargs):
     """Solve from ``t0`` until ``event_fn(t, y) = 0``; returns ``(event_t, solution)`` with
-    gradients through ``event_t`` (to y0 and to the parameters of func). ``odeint_interface``
+    gradients through ``event_t`` (to y0, t0 and the parameters of func). ``odeint_interface``
     is :func:`nodelib.odeint` (default) or :func:`nodelib.odeint_adjoint`; ``kwargs`` go to it."""
     interface = odeint if odeint_interface is None else odeint_interface
     t0 = torch.as_tensor(t0).reshape(-1)

@@ -29,6 +29,7 @@ from ..errors import (
     NonFiniteError,
     ODESolverError,
     StepSizeUnderflowError,
+    StiffnessError,
 )
 from .config import SolveConfig
 from .controllers import FixedGrid, StepSizeController
@@ -379,9 +380,17 @@ def solve_problem(problem: Problem, stats: PassStats, *, event_fn=None,
                              time_factory(problem.y0))
         times = [times[0], times[0] + (math.inf if times[1] > times[0] else -math.inf)]
     callbacks = problem.callbacks if callbacks == "default" else callbacks
-    solution = integrate(problem.func, problem.y0, times, problem.config, stats,
-                         callbacks=callbacks, event=event, record_trace=record_trace, h0=h0,
-                         recorder=recorder)
+    try:
+        solution = integrate(problem.func, problem.y0, times, problem.config, stats,
+                             callbacks=callbacks, event=event, record_trace=record_trace,
+                             h0=h0, recorder=recorder)
+    except StiffnessError as stiff:
+        if event is None:
+            raise
+        # an event search has no end time: say first that the event has not happened yet
+        raise EventNotFoundError(
+            f"the event never happened: event_fn did not cross zero before the search "
+            f"stopped ({stiff})") from stiff
     solution.t = t
     if event is not None:
         solution.event_t = torch.tensor(event.t_event, dtype=t.dtype, device=t.device)

@@ -62,3 +62,10 @@ def test_dense_output_order(name):
             # tsit5's published interpolant coefficients carry ~15 significant digits
             assert abs(w @ c ** (k - 1) - theta**k / k) < 1e-13
     assert np.allclose(tab.dense.sum(axis=1), b, atol=1e-13)
+
+
+def test_adaptive_tableau_without_dense_output_is_refused():
+    from nodelib.solvers.tableaux import ButcherTableau
+    with pytest.raises(ValueError, match="needs dense-output"):
+        ButcherTableau("bad", 2, c=(0.0, 1.0), a=((), (1.0,)), b=(0.5, 0.5),
+                       b_error=(-0.5, 0.5), embedded_order=1)

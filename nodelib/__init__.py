@@ -12,7 +12,7 @@ one):
   (``"backsolve"``, Algorithm 2 of Chen et al. 2018, or ``"checkpoint"``), ``odeint_event``,
   the one gradient switch the models share, and a meter of the memory autograd saves;
 * :mod:`nodelib.models` — vector fields, ODE blocks, CNFs, regularisation, latent ODEs, flow
-  matching;
+  matching, neural CDEs and the control paths that drive them;
 * :mod:`nodelib.data` and :mod:`nodelib.training` — data sets, training loops, progress bars;
 * ``errors`` (shared by every layer) and ``plotting`` (on top of everything).
 
@@ -41,6 +41,17 @@ from .gradients.events import odeint_event
 from .gradients.memory import KeptBySolve, SavedTensorMeter, kept_by_solve
 # models
 from .models.blocks import AugmentedNeuralODE, AugmentedODEBlock, ODEBlock, ResidualBlock, augment
+from .models.cde import CDEField, NeuralCDE
+from .models.control_paths import (
+                     ControlPath,
+                     fill_missing,
+                     hermite_path,
+                     linear_path,
+                     make_path,
+                     natural_cubic_path,
+                     observation_channels,
+                     rectilinear_path,
+)
 from .models.fields import ConcatConv2d, ConvField, MLPDynamics, MLPField
 from .models.flow_matching import (
                      FlowSamples,
@@ -196,3 +207,7 @@ __all__ += ["KeptBySolve", "SavedTensorMeter", "kept_by_solve",
             "FlowSamples", "cfm_loss", "couple", "interpolate", "normalised_path_energy",
             "ot_pairing", "path_energy", "reflow_pairs", "sample_flow", "wasserstein2"]
 
+# neural CDEs and their control paths
+__all__ += ["CDEField", "ControlPath", "NeuralCDE", "fill_missing", "hermite_path",
+            "linear_path", "make_path", "natural_cubic_path", "observation_channels",
+            "rectilinear_path"]

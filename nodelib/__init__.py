@@ -39,6 +39,8 @@ from .gradients.adjoint import STRATEGIES, odeint_adjoint
 from .gradients.backprop import odeint, odeint_per_sample, odesolve
 from .gradients.events import odeint_event
 from .gradients.memory import KeptBySolve, SavedTensorMeter, kept_by_solve
+# sde: Brownian interval, SDE steppers, sdeint / sdeint_adjoint (torchsde's API)
+from .sde import SDE_METHODS, BrownianInterval, sdeint, sdeint_adjoint
 # models
 from .models.blocks import AugmentedNeuralODE, AugmentedODEBlock, ODEBlock, ResidualBlock, augment
 from .models.cde import CDEField, NeuralCDE
@@ -203,6 +205,7 @@ __all__ = [
                      "two_moons",
                      "union_grid",
 ]
+__all__ += ["SDE_METHODS", "BrownianInterval", "sdeint", "sdeint_adjoint"]
 __all__ += ["KeptBySolve", "SavedTensorMeter", "kept_by_solve",
             "FlowSamples", "cfm_loss", "couple", "interpolate", "normalised_path_energy",
             "ot_pairing", "path_energy", "reflow_pairs", "sample_flow", "wasserstein2"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "nodelib"
 # lowest first; the top-level __init__ (the public facade) sits above every layer
-LAYERS = ["errors", "solvers", "gradients", "models", "data", "training", "plotting"]
+LAYERS = ["errors", "solvers", "gradients", "sde", "models", "data", "training", "plotting"]
 
 
 def layer_of(module: str) -> int | None:

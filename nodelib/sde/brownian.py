@@ -1,0 +1,174 @@
+"""``BrownianInterval``: a Brownian sample path, fixed by one seed, that can be queried again.
+
+An SDE solver asks for increments ``W(s, t) = W(t) - W(s)`` step by step; the adjoint asks for
+the same increments again, backwards. Storing a path on a fixed grid would tie it to one step
+size, so instead the path is refined where it is queried (Kidger et al. 2021, "Efficient and
+accurate gradients for neural SDEs", §4):
+
+* it keeps the sorted times it has been asked about, ``t0 = p_0 < p_1 < ... < p_n = t1``, and
+  the increment (and space-time Lévy area, if asked for) of each *cell* ``[p_k, p_k+1]``;
+* a query at a new time ``c`` inside cell ``[a, b]`` splits it, drawing ``W(a, c)`` from the
+  Brownian bridge given ``W(a, b)`` (:mod:`nodelib.sde.bridge`), with noise from a generator
+  seeded by ``(entropy, c)`` alone;
+* the increment over ``[s, t]`` is the sum of the cells between ``s`` and ``t``.
+
+So every answer is consistent with every earlier one: asking for ``[s, t]`` again — before or
+after any other query, forwards or backwards — returns the same tensor, and ``W(s, u) =
+W(s, t) + W(t, u)`` up to the rounding of one addition. As in torchsde's ``BrownianInterval``,
+the path is a function of the seed *and of the order in which new times first arrive* (a new
+time is drawn given its neighbours at that moment): two intervals with the same seed agree when
+they are first queried in the same order, whatever comes after. Memory grows by one cell per
+new time queried.
+"""
+from __future__ import annotations
+
+import bisect
+import hashlib
+import struct
+
+import torch
+
+from . import bridge
+
+LEVY_AREA_APPROXIMATIONS = ("none", "space-time", "davie", "foster")
+# what a draw of noise is for, part of its seed so that no two draws share one
+_ROOT, _ROOT_AREA, _SPLIT, _AREA = range(4)
+
+
+class BrownianInterval:
+    """Brownian motion on ``[t0, t1]`` of shape ``size`` (batch dimensions, then the ``m``
+    Brownian channels), queried as ``bm(ta, tb)`` for the increment ``W(tb) - W(ta)``.
+
+    Args (torchsde's): ``t0, t1`` the time span; ``size``; ``dtype``, ``device`` of the samples
+    (default: torch's default dtype, CPU); ``entropy`` the seed (an int; default: drawn from
+    torch's global generator, so ``torch.manual_seed`` makes the path reproducible);
+    ``levy_area_approximation``: ``"none"``, ``"space-time"`` (also keep the space-time Lévy
+    area ``H``, needed by the SRK methods), ``"davie"`` or ``"foster"`` (also approximate the
+    full Lévy area). ``seed`` is accepted as another name for ``entropy``.
+
+    ``bm(ta, tb, return_U=False, return_A=False)`` returns ``W``, or ``(W, U)`` with ``U =
+    ∫_ta^tb W(ta, u) du``, or ``(W, A)`` / ``(W, U, A)`` with ``A`` the approximate Lévy area of
+    shape ``(*size, m)``. ``bm(t)`` is ``bm(t0, t)``.
+    """
+
+    def __init__(self, t0=0.0, t1=1.0, size=None, dtype=None, device=None,
+                 entropy: int | None = None, levy_area_approximation: str = "none",
+                 seed: int | None = None, W: torch.Tensor | None = None,
+                 H: torch.Tensor | None = None, **unused):
+        t0, t1 = float(t0), float(t1)
+        if not t0 < t1:
+            raise ValueError(f"BrownianInterval needs t0 < t1, got t0={t0}, t1={t1}")
+        if levy_area_approximation not in LEVY_AREA_APPROXIMATIONS:
+            raise ValueError(f"levy_area_approximation must be one of "
+                             f"{', '.join(LEVY_AREA_APPROXIMATIONS)}; got "
+                             f"{levy_area_approximation!r}")
+        if size is None:
+            if W is None:
+                raise ValueError("BrownianInterval needs `size` (or `W`)")
+            size = W.shape
+        if entropy is None:
+            entropy = seed
+        if entropy is None:   # one draw from torch's generator: torch.manual_seed fixes it
+            entropy = int(torch.randint(0, 2 ** 62, ()).item())
+        self._size = tuple(size)
+        self._dtype = dtype if dtype is not None else (
+            W.dtype if W is not None else torch.get_default_dtype())
+        self._device = torch.device(device if device is not None else (
+            W.device if W is not None else "cpu"))
+        self._entropy = int(entropy)
+        self._levy = levy_area_approximation
+        self._have_H = levy_area_approximation != "none"
+        h = t1 - t0
+        W = self._randn(_ROOT, t0, t1)[0] * h ** 0.5 if W is None else W
+        H = (self._randn(_ROOT_AREA, t0, t1)[0] * (h / 12) ** 0.5 if H is None else H
+             ) if self._have_H else None
+        self._times = [t0, t1]
+        self._cells: list[tuple] = [(W, H)]
+
+    # -- torchsde's read-only attributes
+    shape = property(lambda self: self._size)
+    dtype = property(lambda self: self._dtype)
+    device = property(lambda self: self._device)
+    levy_area_approximation = property(lambda self: self._levy)
+    t0 = property(lambda self: self._times[0])
+    t1 = property(lambda self: self._times[-1])
+
+    def size(self):
+        return self._size
+
+    def __repr__(self):
+        return (f"BrownianInterval(t0={self.t0}, t1={self.t1}, size={self._size}, "
+                f"dtype={self._dtype}, device={self._device}, entropy={self._entropy}, "
+                f"levy_area_approximation={self._levy!r})")
+
+    def __call__(self, ta, tb=None, return_U: bool = False, return_A: bool = False):
+        if tb is None:
+            ta, tb = self._times[0], ta
+        ta, tb = float(ta), float(tb)
+        if not self._times[0] <= ta <= tb <= self._times[-1]:
+            raise ValueError(f"Brownian query [{ta}, {tb}] must satisfy t0 <= ta <= tb <= t1 "
+                             f"with [t0, t1] = [{self._times[0]}, {self._times[-1]}]")
+        if ta == tb:
+            W = torch.zeros(self._size, dtype=self._dtype, device=self._device)
+            H = torch.zeros_like(W) if self._have_H else None
+            return self._answer(W, H, 0.0, return_U, return_A, torch.zeros(
+                (*self._size, self._size[-1]), dtype=self._dtype, device=self._device))
+        i, j = self._locate(ta), self._locate(tb)
+        W, H = self._cells[i]
+        A = self._cell_area(i) if return_A else None
+        for k in range(i + 1, j):   # usually none: a solver's step is one cell
+            Wk, Hk = self._cells[k]
+            if A is not None:
+                A = bridge.join_area(A, self._cell_area(k), W, Wk)
+            W, H = bridge.join((W, H), (Wk, Hk), self._times[k] - ta,
+                               self._times[k + 1] - self._times[k])
+        return self._answer(W, H, tb - ta, return_U, return_A, A)
+
+    def _answer(self, W, H, h, return_U, return_A, A):
+        out = [W]
+        if return_U:
+            if H is None:
+                raise ValueError("return_U=True needs levy_area_approximation='space-time' "
+                                 "(or 'davie', 'foster')")
+            out.append(h * (0.5 * W + H))
+        if return_A:
+            if self._levy not in ("davie", "foster"):
+                raise ValueError("return_A=True needs levy_area_approximation 'davie' or "
+                                 "'foster'")
+            out.append(A)
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def _locate(self, t: float) -> int:
+        """The index of ``t`` among the known times, splitting the cell that holds it if ``t``
+        is new."""
+        k = bisect.bisect_left(self._times, t)
+        if self._times[k] == t:
+            return k
+        a, b = self._times[k - 1], self._times[k]   # t lies inside cell k - 1 = [a, b]
+        W, H = self._cells[k - 1]
+        noise = self._randn(_SPLIT, t, t)
+        if H is None:
+            left, right = bridge.split_increment(W, a, t, b, noise[0])
+            cells = (left, None), (right, None)
+        else:
+            cells = bridge.split_increment_and_area(W, H, a, t, b, noise[0], noise[1])
+        self._cells[k - 1: k] = cells
+        self._times.insert(k, t)
+        return k
+
+    def _cell_area(self, k: int) -> torch.Tensor:
+        """Approximate Lévy area of cell ``k`` (its noise seeded by the cell's ends)."""
+        W, H = self._cells[k]
+        a, b = self._times[k], self._times[k + 1]
+        m = self._size[-1]
+        noise = self._randn(_AREA, a, b, shape=(*self._size, m))[0]
+        return bridge.levy_area(W, H, b - a, self._levy, noise)
+
+    def _randn(self, purpose: int, x: float, y: float, shape=None) -> torch.Tensor:
+        """Standard normals determined by ``(entropy, purpose, x, y)`` only: of shape ``size``
+        (two for a split that also draws the area ``H``), or one of ``shape``."""
+        key = struct.pack("<qBdd", self._entropy, purpose, x, y)
+        seed = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
+        generator = torch.Generator(device=self._device).manual_seed(seed)
+        full = (1, *shape) if shape is not None else (1 + self._have_H, *self._size)
+        return torch.randn(full, generator=generator, dtype=self._dtype, device=self._device)

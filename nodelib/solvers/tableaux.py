@@ -1,14 +1,21 @@
 """Butcher tableaux: every Runge–Kutta method in nodelib is data, run by one stepper.
 
-A tableau holds the nodes ``c``, the stage matrix ``a`` (lower triangular), the weights ``b`` of
-the propagated solution and, for adaptive methods, ``b_error = b - b_embedded`` whose combination
-of stages estimates the local error. Adaptive methods also carry a dense-output polynomial:
+A tableau holds the nodes ``c``, the stage matrix ``a`` (lower triangular, or full for a fully
+implicit method), the weights ``b`` of the propagated solution and, for adaptive methods,
+``b_error = b - b_embedded`` whose combination of stages estimates the local error. Adaptive
+methods also carry a dense-output polynomial:
 ``y(t + θh) = y + h Σ_i P_i(θ) k_i`` with ``P_i(θ) = Σ_j dense[i, j] θ^(j+1)``.
+
+Three kinds of method, told apart by the shape of ``a`` alone: explicit (row i has i entries),
+diagonally implicit (the same rows plus ``diagonal``: one Newton solve per stage), and fully
+implicit (every row has s entries: Newton on all stages at once, see
+:func:`nodelib.solvers.runge_kutta.rk_step`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction as F
+from math import sqrt
 
 import numpy as np
 import torch
@@ -21,7 +28,8 @@ class ButcherTableau:
     name: str
     order: int                      # order of the propagated solution
     c: tuple[float, ...]
-    a: tuple[tuple[float, ...], ...]  # a[i] has i entries: the weights of stages 0..i-1
+    # a[i] has i entries (the weights of stages 0..i-1), or s entries for a fully implicit method
+    a: tuple[tuple[float, ...], ...]
     b: tuple[float, ...]
     b_error: tuple[float, ...] | None = None   # b - b_embedded (None: fixed-step method)
     embedded_order: int | None = None
@@ -31,12 +39,17 @@ class ButcherTableau:
     # a_ii of a diagonally implicit method (None: explicit). Stage i then solves
     # z_i = y + h Σ_{j<i} a_ij k_j + h a_ii f(t + c_i h, z_i) by Newton's method.
     diagonal: tuple[float, ...] | None = None
+    # fully implicit adaptive pairs: the γ of the error filter (I - hγJ)⁻¹ (Hairer's RADAU5);
+    # a diagonally implicit method's filter uses its own diagonal γ
+    filter_gamma: float | None = None
     _weights_cache: dict = field(default_factory=dict, repr=False, compare=False)
     # derived in __post_init__ (never per step): the nonzero (j, weight) terms of each stage row
     # and of b, and whether the method is FSAL
     stage_terms: tuple = field(init=False, repr=False, compare=False)
     b_terms: tuple = field(init=False, repr=False, compare=False)
     fsal: bool = field(init=False, repr=False, compare=False)
+    fully_implicit: bool = field(init=False, repr=False, compare=False)
+    stiffly_accurate: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         # Everything the stepper needs is computed once here, never per step: the nonzero
@@ -44,10 +57,16 @@ class ButcherTableau:
         nonzero = lambda row: tuple((j, float(w)) for j, w in enumerate(row) if w != 0.0)
         object.__setattr__(self, "stage_terms", tuple(nonzero(row) for row in self.a))
         object.__setattr__(self, "b_terms", nonzero(self.b))
+        full = any(len(row) > i for i, row in enumerate(self.a))
+        object.__setattr__(self, "fully_implicit", full)
+        if full:
+            _check_fully_implicit(self)
         # FSAL (first same as last): the last stage is evaluated at the new solution itself,
         # so its slope is the next step's first stage (for an implicit method: "stiffly
         # accurate" with an explicit first stage)
-        last_row = tuple(self.a[-1]) + (self.diag(self.stages - 1),)
+        last_row = tuple(self.a[-1]) + (() if full else (self.diag(self.stages - 1),))
+        # stiffly accurate: the last stage value is the new solution
+        object.__setattr__(self, "stiffly_accurate", last_row == tuple(self.b))
         object.__setattr__(self, "fsal", self.c[-1] == 1.0 and last_row == tuple(self.b)
                            and self.c[0] == 0.0 and self.diag(0) == 0.0)
         if self.adaptive:
@@ -61,11 +80,42 @@ class ButcherTableau:
         return len(self.c)
 
     def diag(self, i: int) -> float:
+        if self.fully_implicit:
+            return float(self.a[i][i]) if len(self.a[i]) > i else 0.0
         return 0.0 if self.diagonal is None else float(self.diagonal[i])
 
     @property
     def implicit(self) -> bool:
-        return self.diagonal is not None and any(d != 0.0 for d in self.diagonal)
+        return self.fully_implicit or (self.diagonal is not None
+                                       and any(d != 0.0 for d in self.diagonal))
+
+    @property
+    def lead(self) -> int:
+        """A fully implicit method's explicit first stages: 1 when stage 0 is f(t, y) itself
+        (it enters only the error estimate), else 0."""
+        return 1 if self.fully_implicit and len(self.a[0]) == 0 else 0
+
+    def collocation(self, dtype: torch.dtype, device: torch.device):
+        """A fully implicit method's implicit block as cached tensors: its stage matrix A
+        (m × m), A⁻¹ (stage slopes from stage increments: K = A⁻¹ W / h), d = bᵀA⁻¹
+        (the new solution y + Σ d_j W_j; None when y1 is the last stage value), and (numpy)
+        the coefficients of the collocation polynomials."""
+        cache_key = ("collocation", dtype, device)
+        out = self._weights_cache.get(cache_key)
+        if out is None:
+            A = np.array([row[self.lead:] for row in self.a[self.lead:]], dtype=np.float64)
+            A_inv = np.linalg.inv(A)
+            as_tensor = lambda x: torch.tensor(x, dtype=dtype, device=device)
+            d = None if self.stiffly_accurate else as_tensor(
+                np.array(self.b[self.lead:]) @ A_inv)
+            # the collocation polynomials ℓ_j (ℓ_j(0) = 0, ℓ_j(c_i) = δ_ij), coefficients of
+            # θ^1..θ^m in column j: the stepper's starting values extrapolate them
+            c = np.array(self.c[self.lead:])
+            L = np.linalg.inv(c[:, None] ** np.arange(1, len(c) + 1))
+            out = (as_tensor(A), as_tensor(A_inv), d, L)
+            self._weights_cache[cache_key] = out
+        return out
+
 
     @property
     def adaptive(self) -> bool:
@@ -87,6 +137,15 @@ class ButcherTableau:
             w = torch.tensor(values, dtype=dtype, device=device)
             self._weights_cache[cache_key] = w
         return w
+
+
+def _check_fully_implicit(tableau: ButcherTableau) -> None:
+    s, lead = tableau.stages, tableau.lead
+    rows = tableau.a[lead:]
+    if any(len(row) != s for row in rows) or (
+            lead and (any(row[0] != 0.0 for row in rows) or tableau.b[0] != 0.0)):
+        raise ValueError(f"fully implicit tableau {tableau.name!r}: every implicit row needs "
+                         "s entries, and an explicit first stage may enter only b_error")
 
 
 def _floats(rows):
@@ -314,10 +373,91 @@ KVAERNO3 = ButcherTableau(
     dense=hermite_dense(list(_kv_b)), diagonal=(0.0, _g, _g, _g),
 )
 
+# torchdiffeq's two other diagonally implicit methods. SDIRK2 (Alexander's γ = 1 - 1/√2):
+# L-stable, stiffly accurate, second order.
+_sd = (2 - sqrt(2)) / 2
+SDIRK2 = ButcherTableau("sdirk2", 2, c=(_sd, 1.0), a=((), (1 - _sd,)), b=(1 - _sd, _sd),
+                        diagonal=(_sd, _sd))
+# TR-BDF2 (Bank et al. 1985): a trapezoidal stage to t + 2γh, then BDF2 to t + h; L-stable.
+_tr, _trb = 1 - sqrt(2) / 2, sqrt(2) / 4
+TRBDF2 = ButcherTableau("trbdf2", 2, c=(0.0, 2 * _tr, 1.0), a=((), (_tr,), (_trb, _trb)),
+                        b=(_trb, _trb, _tr), diagonal=(0.0, _tr, _tr))
+
+# Kværnø's ESDIRK 5(4) (Kværnø 2004, the coefficients to 17 digits as published): explicit
+# first stage, six implicit stages sharing γ = 0.26, stiffly accurate and L-stable; the sixth
+# stage is the embedded fourth-order solution. (c is the row sums, so they agree exactly.)
+_k5g = 0.26
+_k5_a = ((), (_k5g,), (0.13, 0.84033320996790809),
+         (0.22371961478320505, 0.47675532319799699, -0.06470895363112615),
+         (0.16648564323248321, 0.10450018841591720, 0.03631482272098715,
+          -0.13090704451073998),
+         (0.13855640231268224, 0.0, -0.04245337201752043, 0.02446657898003141,
+          0.61943039072480676),
+         (0.13659751177640291, 0.0, -0.05496908796538376, -0.04118626728321046,
+          0.62993304899016403, 0.06962479448202728))
+_k5_b = _k5_a[6] + (_k5g,)
+_k5_b_low = _k5_a[5] + (_k5g, 0.0)
+KVAERNO5 = ButcherTableau(
+    "kvaerno5", 5, c=(0.0,) + tuple(sum(row) + _k5g for row in _k5_a[1:]), a=_k5_a, b=_k5_b,
+    b_error=tuple(x - y for x, y in zip(_k5_b, _k5_b_low)), embedded_order=4,
+    dense=hermite_dense(list(_k5_b)), diagonal=(0.0,) + (_k5g,) * 6,
+)
+
+# --- fully implicit methods (Newton on all stages at once) ----------------------------------
+# Collocation methods, in closed form. Gauss–Legendre with s stages: order 2s, A-stable,
+# symplectic (a quadratic invariant such as a harmonic oscillator's energy is kept exactly).
+# Radau IIA with s stages: order 2s - 1, L-stable, stiffly accurate (c_s = 1, y1 is the last
+# stage). (torchdiffeq's gl4 lists c_2 = 1/2 - √3/6, a typo for 1/2 + √3/6: its stages' times
+# are wrong for a non-autonomous f; ours are the Gauss points.)
+_r3 = sqrt(3)
+GL4 = ButcherTableau("gl4", 4, c=(1 / 2 - _r3 / 6, 1 / 2 + _r3 / 6),
+                     a=((1 / 4, 1 / 4 - _r3 / 6), (1 / 4 + _r3 / 6, 1 / 4)), b=(1 / 2, 1 / 2))
+_r15 = sqrt(15)
+GL6 = ButcherTableau(
+    "gl6", 6, c=(1 / 2 - _r15 / 10, 1 / 2, 1 / 2 + _r15 / 10),
+    a=((5 / 36, 2 / 9 - _r15 / 15, 5 / 36 - _r15 / 30),
+       (5 / 36 + _r15 / 24, 2 / 9, 5 / 36 - _r15 / 24),
+       (5 / 36 + _r15 / 30, 2 / 9 + _r15 / 15, 5 / 36)),
+    b=(5 / 18, 4 / 9, 5 / 18))
+RADAU_IIA3 = ButcherTableau("radauIIA3", 3, c=(1 / 3, 1.0),
+                            a=((5 / 12, -1 / 12), (3 / 4, 1 / 4)), b=(3 / 4, 1 / 4))
+_r6 = sqrt(6)
+_radau5_c = ((4 - _r6) / 10, (4 + _r6) / 10, 1.0)
+_radau5_a = (((88 - 7 * _r6) / 360, (296 - 169 * _r6) / 1800, (-2 + 3 * _r6) / 225),
+             ((296 + 169 * _r6) / 1800, (88 + 7 * _r6) / 360, (-2 - 3 * _r6) / 225),
+             ((16 - _r6) / 36, (16 + _r6) / 36, 1 / 9))
+RADAU_IIA5 = ButcherTableau("radauIIA5", 5, c=_radau5_c, a=_radau5_a, b=_radau5_a[2])
+
+
+def _radau5_pair() -> ButcherTableau:
+    """Radau IIA 5 with Hairer's embedded third-order estimate (RADAU5, Hairer & Wanner IV.8):
+    ``err = γ0 h f(t, y) + γ0 Σ_i e_i (Y_i - y)``, e = (-(13 + 7√6)/3, (-13 + 7√6)/3, -1/3),
+    γ0 the real eigenvalue of A. So it is a tableau with a leading explicit stage f(t, y)
+    that enters only b_error. Dense output: the collocation polynomial (cubic) through y and
+    the three stage values. The step filters the estimate through (I - hγ0 J)⁻¹."""
+    gamma0 = (6 + 81 ** (1 / 3) - 9 ** (1 / 3)) / 30
+    A = np.array(_radau5_a)
+    e = np.array([-(13 + 7 * _r6) / 3, (-13 + 7 * _r6) / 3, -1 / 3])
+    # (Y_i - y) = h Σ_j a_ij k_j, so the estimate's weight of k_j is γ0 (eᵀA)_j
+    b_error = (gamma0,) + tuple(float(x) for x in gamma0 * (e @ A))
+    # the collocation polynomial: u(t + θh) = y + Σ_i ℓ_i(θ)(Y_i - y), ℓ_i(0) = 0,
+    # ℓ_i(c_k) = δ_ik; in slopes, P_j(θ) = Σ_i ℓ_i(θ) a_ij
+    c = np.array(_radau5_c)
+    L = np.linalg.inv(c[:, None] ** np.arange(1, 4))   # column i: ℓ_i's coefficients
+    dense = np.vstack([np.zeros(3), (L @ A).T])
+    return ButcherTableau(
+        "radau5", 5, c=(0.0,) + _radau5_c, a=((),) + tuple((0.0,) + row for row in _radau5_a),
+        b=(0.0,) + _radau5_a[2], b_error=b_error, embedded_order=3, dense=dense,
+        filter_gamma=gamma0)
+
+
+RADAU5 = _radau5_pair()
+
 TABLEAUX: dict[str, ButcherTableau] = {
     t.name: t for t in (EULER, MIDPOINT, HEUN2, HEUN3, RK4, ADAPTIVE_HEUN, FEHLBERG2, BOSH3,
                          DOPRI5, TSIT5, DOPRI8, IMPLICIT_EULER, IMPLICIT_MIDPOINT, TRAPEZOID,
-                         KVAERNO3)
+                         SDIRK2, TRBDF2, GL4, GL6, RADAU_IIA3, RADAU_IIA5, KVAERNO3, KVAERNO5,
+                         RADAU5)
 }
 FIXED_STEP_METHODS = tuple(n for n, t in TABLEAUX.items() if not t.adaptive)
 ADAPTIVE_METHODS = tuple(n for n, t in TABLEAUX.items() if t.adaptive)

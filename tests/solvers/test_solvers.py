@@ -17,12 +17,16 @@ ALL_METHODS = list(TABLEAUX)
 # (fehlberg2, adaptive_heun) need tens of thousands there and get their own, looser tests.
 # (The implicit kvaerno3 is third order with a large error constant on non-stiff problems:
 # it joins the looser group; tests/test_stiff.py tests it where it is meant to work.)
-ACCURATE = [m for m in ADAPTIVE_METHODS if TABLEAUX[m].order >= 3 and not TABLEAUX[m].implicit]
+# (The fifth-order implicit radau5 and kvaerno5 meet the tight tolerances: they join.)
+ACCURATE = [m for m in ADAPTIVE_METHODS if TABLEAUX[m].order >= 3
+            and (not TABLEAUX[m].implicit or TABLEAUX[m].order >= 5)]
 LOW_ORDER = [m for m in ADAPTIVE_METHODS if m not in ACCURATE]
 # dopri8's dense output is the quartic through both ends and the midpoint (as torchdiffeq's):
 # between its long steps it is far less accurate than the 8th-order steps themselves, so the
 # tests that read outputs inside steps use the methods whose interpolant matches their order.
 DENSE_ACCURATE = [m for m in ACCURATE if m != "dopri8"]
+# kvaerno5's dense output is the cubic Hermite (third order): the same reason
+DENSE_ACCURATE.remove("kvaerno5")
 
 
 def _exp_sin(t, y):
@@ -49,7 +53,7 @@ def _global_error(method, h, device, dtype=torch.float64):
 @pytest.mark.parametrize("method", ALL_METHODS)
 def test_convergence_order(method, device):
     order = TABLEAUX[method].order
-    if order >= 6:
+    if order >= 7:
         # On linear problems a 13-stage method's stability polynomial matches exp beyond its
         # order (dopri8 shows slope 9 on the oscillator), so use a non-autonomous problem;
         # steps that divide [0, 4] evenly. The error reaches rounding within half a decade of
@@ -59,7 +63,10 @@ def test_convergence_order(method, device):
     else:
         # step sizes chosen so the error stays well above float64 rounding (~1e-14) and in
         # the asymptotic regime: smaller steps for the low-order methods
-        hs = [0.1, 0.05, 0.025, 0.0125] if order <= 3 else [0.2, 0.1, 0.05, 0.025]
+        # (gl6, order 6, on the linear oscillator: Newton solves a linear f exactly, so
+        # its tolerance puts no floor under the error; longer steps keep it above rounding)
+        hs = ([0.1, 0.05, 0.025, 0.0125] if order <= 3 else [0.2, 0.1, 0.05, 0.025]
+              if order <= 5 else [0.4, 0.2, 0.1, 0.05])
         band = 0.3   # the issue's acceptance band: within ±0.3 of the theoretical order
         errors = [_global_error(method, h, device) for h in hs]
     slope = np.polyfit(np.log(hs), np.log(errors), 1)[0]
@@ -165,6 +172,8 @@ def test_reverse_time_matches_forward(method, device):
     back = odeint(f, fwd[-1], t.flip(0), method=method, options=opts, rtol=1e-10, atol=1e-10)
     exact = torch.exp(torch.sin(t.flip(0)))[:, None]
     tol = {1: 5e-2, 2: 1e-4}.get(TABLEAUX[method].order, 1e-7)  # order-dependent h=0.01 error
+    if method == "radauIIA3":   # third order with a larger error constant: measured 1.0e-7
+        tol = 3e-7
     assert (back - exact).abs().max().item() < tol
 
 

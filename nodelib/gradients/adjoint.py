@@ -59,6 +59,7 @@ def odeint_adjoint(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9,
     if strategy == "checkpoint":
         if event_fn is not None:
             raise ValueError("strategy='checkpoint' does not handle events yet; use backsolve")
+        _check_replayable(problem.config, method)
         count = (adjoint_options or {}).get("checkpoints", DEFAULT_CHECKPOINTS)
         ys = _CheckpointAdjoint.apply(problem, params, stats, count, problem.y0, problem.t,
                                       *params)
@@ -70,9 +71,19 @@ def odeint_adjoint(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9,
     return problem.unflatten(ys)
 
 
+def _check_replayable(config: SolveConfig, method) -> None:
+    """The checkpoint strategy re-runs segments of the forward solve from single states: an
+    Adams method would need its history of slopes too, and scipy's steps cannot be replayed."""
+    if config.multistep is not None or config.scipy is not None:
+        raise ValueError(f"strategy='checkpoint' cannot replay method {method!r} (a multistep "
+                         "method's steps depend on the slopes before its checkpoints; scipy's "
+                         "steps are not nodelib's); use strategy='backsolve' or odeint")
+
+
 def _backward_config(problem, method, adjoint_method, adjoint_rtol, adjoint_atol, rtol, atol,
                      options, adjoint_options) -> SolveConfig:
-    same_method = get_tableau(adjoint_method or method) is problem.config.tableau
+    get_tableau(adjoint_method)   # (an unknown name fails here, before the forward solve)
+    same_method = (adjoint_method or method or "dopri5") == (method or "dopri5")
     if adjoint_options is None:   # inherit the forward options, but not the forward norm
         adjoint_options = dict(options or {}) if same_method else {}
         adjoint_options.pop("norm", None)

@@ -28,7 +28,10 @@ def odeint(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, method: str |
         rtol, atol: tolerances of the adaptive methods (ignored by fixed-step methods).
         method: adaptive ``"dopri5"`` (default), ``"tsit5"``, ``"bosh3"``, ``"dopri8"``,
             ``"fehlberg2"``, ``"adaptive_heun"``; fixed step ``"euler"``, ``"midpoint"``,
-            ``"heun2"``, ``"heun3"``, ``"rk4"``.
+            ``"heun2"``, ``"heun3"``, ``"rk4"``; fixed-step multistep ``"explicit_adams"``,
+            ``"implicit_adams"`` (:mod:`nodelib.solvers.multistep`); ``"scipy_solver"``
+            (scipy's ``solve_ivp``, ``options["solver"]``; no gradient through it:
+            :mod:`nodelib.solvers.scipy_solver`). ``nodelib.METHODS`` lists the tableaux.
         options: fixed step: ``step_size`` (default: one step per interval of ``t``) or
             ``grid_constructor``, ``perturb``, ``interp`` (``"cubic"``, default, or
             ``"linear"``); adaptive: ``first_step``, ``max_num_steps`` (default 100 000),

@@ -146,6 +146,31 @@ def adjoint_norm(layout: AdjointLayout, state_norm=rms_norm, choice=None, unflat
     return norm
 
 
+def exposed_norm(s: BacksolveSettings):
+    """The backward solve's norm as torchdiffeq exposes it, in ``grad_fn.adjoint_options``:
+    called on the tuple ``(a_t, z, a, *a_params)`` with z and a shaped like the solver's state
+    (flat for a tuple state). Its value is :func:`adjoint_norm`'s."""
+    problem, choice = s.problem, s.norm_choice
+    if callable(choice):
+        if problem.layout is None:
+            return choice
+        unflatten = problem.layout.unflatten
+        return lambda parts: choice((parts[0], *unflatten(parts[1]), *unflatten(parts[2]),
+                                     *parts[3:]))
+    forward = problem.config.controller
+    state_norm = forward.norm if forward is not None else rms_norm
+
+    def norm(parts):
+        a_t, z, a, *a_params = parts
+        values = [state_norm(z), state_norm(a)]
+        if choice is None:   # (seminorm: z and a only)
+            values.append(a_t.abs())
+            if a_params:
+                values.append(rms_norm(torch.cat([p.reshape(-1) for p in a_params])))
+        return torch.stack(values).max()
+    return norm
+
+
 @dataclass
 class BacksolveSettings:
     """What the autograd Function needs besides the tensors it differentiates."""
@@ -167,6 +192,9 @@ class _BacksolveAdjoint(torch.autograd.Function):
             solution = solve_problem(s.problem, pass_stats, event_fn=s.event_fn,
                                      record_trace=s.stats is not None)
         ctx.settings = s
+        # torchdiffeq's handle on the backward norm: read, or replaced before backward()
+        ctx.exposed_norm = exposed_norm(s)
+        ctx.adjoint_options = {"norm": ctx.exposed_norm}
         times = solution.t if s.event_fn is not None else t
         ctx.save_for_backward(times, solution.ys)   # outputs only: memory flat in the steps
         if s.event_fn is not None:   # event_t's own gradient comes from odeint_event
@@ -180,7 +208,9 @@ class _BacksolveAdjoint(torch.autograd.Function):
         t, ys = ctx.saved_tensors
         grad_ys = grads[-1]
         want_t = ctx.needs_input_grad[2]
-        a, a_params, grad_t = _backsolve(s, t, ys, grad_ys, want_t)
+        replaced = ctx.adjoint_options.get("norm", ctx.exposed_norm)
+        a, a_params, grad_t = _backsolve(s, t, ys, grad_ys, want_t,
+                                         None if replaced is ctx.exposed_norm else replaced)
         if grad_t is not None and s.event_fn is not None:
             # t[1] only gave the direction; the event time's own dependence on t0 reaches t0
             # through the state (odeint_event's implicit-function-theorem term)
@@ -190,15 +220,18 @@ class _BacksolveAdjoint(torch.autograd.Function):
 
 
 def _backsolve(s: BacksolveSettings, t: torch.Tensor, ys: torch.Tensor, grad_ys: torch.Tensor,
-               want_t: bool):
-    """The backward sweep: returns (∂L/∂y0, ∂L/∂θ per parameter, ∂L/∂t or None)."""
+               want_t: bool, replaced_norm=None):
+    """The backward sweep: returns (∂L/∂y0, ∂L/∂θ per parameter, ∂L/∂t or None).
+    ``replaced_norm``: a norm put into ``grad_fn.adjoint_options`` after the forward pass
+    (called on the tuple of :func:`exposed_norm`)."""
     problem, func = s.problem, s.problem.func
     layout = AdjointLayout(ys.shape[1:], tuple(p.shape for p in s.params), want_t)
     # z and a are measured with the forward solve's norm (RMS for a fixed-step forward method)
     forward = problem.config.controller
     state_norm = forward.norm if forward is not None else rms_norm
     unflatten = None if problem.layout is None else problem.layout.unflatten
-    norm = adjoint_norm(layout, state_norm, s.norm_choice, unflatten)
+    norm = (adjoint_norm(layout, state_norm, s.norm_choice, unflatten) if replaced_norm is None
+            else adjoint_norm(layout, state_norm, replaced_norm))
     config = s.backward_config
     if config.controller is not None:
         config = _with_norm(config, norm)

@@ -5,6 +5,10 @@
 call :func:`make_config`; the integrators read the config and never parse options themselves.
 Options and their names are torchdiffeq's, plus ``controller`` (``"PI"`` by default, ``"I"``,
 ``"PID"`` or a :class:`~nodelib.StepSizeController`) and ``norm="per_sample"``.
+
+Methods: the Runge–Kutta tableaux of :mod:`~nodelib.solvers.tableaux`, the Adams methods of
+:mod:`~nodelib.solvers.multistep` (run by the same loop, on a fixed grid) and ``scipy_solver``
+(:mod:`~nodelib.solvers.scipy_solver`: scipy takes the steps, no integrate loop).
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from dataclasses import dataclass
 import torch
 
 from .controllers import CONTROLLERS, NORMS, StepSizeController, rms_norm
+from .multistep import ADAMS_METHODS, ADAMS_OPTIONS, AdamsMethod, adams_with_options
+from .scipy_solver import SCIPY_METHOD, SCIPY_SOLVERS, ScipySettings, scipy_settings
 from .tableaux import ADAPTIVE_METHODS, FIXED_STEP_METHODS, TABLEAUX, ButcherTableau
 
 DEFAULT_MAX_NUM_STEPS = 100_000
@@ -42,6 +48,10 @@ class SolveConfig:
     jump_t: tuple[float, ...] = ()                 # ... and where f jumps (re-evaluate f)
     newton_tolerances: tuple[float, float] = (1e-7, 1e-9)   # implicit methods: (rtol, atol)
     detect_stiffness: bool = True                  # explicit FSAL methods (solvers.stiffness)
+    # an Adams method: its formulas (``tableau`` is then its start-up method, rk4)
+    multistep: AdamsMethod | None = None
+    # scipy_solver: solve_ivp takes every step (``tableau`` is then unused: dopri5's, a stand-in)
+    scipy: ScipySettings | None = None
 
     @property
     def adaptive(self) -> bool:
@@ -49,11 +59,19 @@ class SolveConfig:
 
 
 def get_tableau(method: str | None) -> ButcherTableau:
+    """The Runge–Kutta tableau the integrate loop steps with (an Adams method's: its start-up
+    method; scipy_solver's: a stand-in, never stepped with)."""
     method = "dopri5" if method is None else method
+    if method in ADAMS_METHODS:
+        return ADAMS_METHODS[method].startup
+    if method == SCIPY_METHOD:
+        return TABLEAUX["dopri5"]
     if method not in TABLEAUX:
         raise ValueError(
             f"unknown method {method!r}; known methods are: fixed step "
-            f"{', '.join(FIXED_STEP_METHODS)}; adaptive {', '.join(ADAPTIVE_METHODS)}")
+            f"{', '.join(FIXED_STEP_METHODS)}; adaptive {', '.join(ADAPTIVE_METHODS)}; "
+            f"fixed-step multistep {', '.join(ADAMS_METHODS)}; and {SCIPY_METHOD} "
+            f"(scipy's solve_ivp, options['solver'] one of {', '.join(SCIPY_SOLVERS)})")
     return TABLEAUX[method]
 
 
@@ -75,17 +93,25 @@ def make_config(method: str | None, rtol, atol, options: dict | None, *,
     like the user's state, a tuple for a tuple state) into one on the solver's flat state."""
     tableau = get_tableau(method)
     options = dict(options or {})
+    if method == SCIPY_METHOD:
+        return SolveConfig(tableau, scipy=scipy_settings(*check_tolerances(rtol, atol), options))
+    adams = ADAMS_METHODS.get(method) if method is not None else None
     allowed = ADAPTIVE_OPTIONS if tableau.adaptive else FIXED_OPTIONS
+    if adams is not None:
+        allowed = allowed | ADAMS_OPTIONS
     # norm and tolerances mean nothing to a fixed-step method; torchdiffeq ignores them there
     ignorable = {"norm"} if not tableau.adaptive else set()
     unknown = set(options) - allowed - ignorable
     if unknown:
-        raise ValueError(f"unknown option(s) {sorted(unknown)} for method {tableau.name!r}; "
-                         f"it accepts {sorted(allowed)}")
+        raise ValueError(f"unknown option(s) {sorted(unknown)} for method "
+                         f"{method or tableau.name!r}; it accepts {sorted(allowed)}")
     if tableau.adaptive:
         config = _adaptive_config(tableau, rtol, atol, options, norm_adapter)
     else:
         config = _fixed_config(tableau, options)
+    if adams is not None:   # the corrector's iteration stops at the solve's tolerances
+        config = dataclasses.replace(config, multistep=adams_with_options(
+            adams, *check_tolerances(rtol, atol), options))
     if tableau.implicit:   # Newton's iteration stops at a fraction of these tolerances
         config = dataclasses.replace(config, newton_tolerances=check_tolerances(rtol, atol))
     return config

@@ -39,6 +39,7 @@ from .newton import Newton, NewtonFailure
 from .outputs import Landmarks, OutputTimes
 from .problem import Problem, time_factory
 from .runge_kutta import combine, error_estimate, rk_step
+from .scipy_solver import scipy_solution
 from .solution import PassStats, Solution, StepRecord
 from .stiffness import StiffnessDetector
 
@@ -76,6 +77,8 @@ def integrate(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
         0.0 if tableau.adaptive else 1e-9))
     solution = Solution(t=None, ys=None, stats=stats)
     newton = newton if newton is not None else new_newton(func, config, stats)
+    # an Adams method keeps its history of slopes here, and counts its own evaluations of f
+    adams = config.multistep.stepper(func, time, stats) if config.multistep is not None else None
     perturb = config.perturb
     y, nfe, n_steps, n_accepted = y0, 0, 0, 0
     h = h_next = math.nan
@@ -145,11 +148,14 @@ def integrate(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
                         err = newton.solve_linear(err)
                     ratio = stepper.error_ratio(err, y, y1)
                 accepted, h_next, memory = stepper.adapt(ratio, h, memory, k)
+            elif adams is not None:
+                y1, ks = adams.step(t, t1, y, f0, end_time), []
+                accepted, ratio = True, math.nan
             else:
                 y1, ks = _fixed_size_step(func, t, y, f0, h, tableau, time, newton, end_time,
                                           replay)
                 accepted, ratio = True, math.nan
-            if newton is None:   # (Newton counts its own evaluations)
+            if newton is None and adams is None:   # (Newton and Adams count their own)
                 nfe += tableau.stages - 1
             if record_trace:
                 stats.trace.append(StepRecord(t, h, ratio, accepted))
@@ -370,6 +376,8 @@ def solve_problem(problem: Problem, stats: PassStats, *, event_fn=None,
     t = problem.t
     if len(times) == 1 and event_fn is None:
         return Solution(t=t, ys=problem.y0.unsqueeze(0), stats=stats)
+    if problem.config.scipy is not None:   # scipy takes the steps: no loop here
+        return scipy_solution(problem, stats, event_fn)
     event = None
     if event_fn is not None:
         if len(times) != 2:

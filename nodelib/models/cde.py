@@ -15,11 +15,12 @@ field ``f_θ`` never sees ``t`` itself: time enters only through ``dX``, so the 
 only if time is a channel of ``X`` (see :func:`~nodelib.models.control_paths.
 observation_channels`).
 
-Where ``dX/dt`` jumps (at the knots of a linear or rectilinear path) a solver's error estimate
-is wrong across the jump and an RK stage at a knot may read the wrong piece. :class:`NeuralCDE`
-therefore tells adaptive solvers to stop at the knots (``options["jump_t"]``) and gives
-fixed-step solvers the knots as their grid (``grid_constructor``), evaluating each step's end
-stages just inside it (``perturb``), unless the caller chose a grid or step size.
+Where ``dX/dt`` or a derivative of it jumps (at the knots of every piecewise-cubic path) a
+solver's error estimate is wrong across the jump, and where ``dX/dt`` itself jumps (linear and
+rectilinear paths) an RK stage at a knot may read the wrong piece. :class:`NeuralCDE` therefore
+tells adaptive solvers to stop at the knots (``options["jump_t"]``) and gives fixed-step
+solvers the knots as their grid (``grid_constructor``), evaluating each step's end stages just
+inside it (``perturb``) when ``dX/dt`` jumps, unless the caller chose a grid or step size.
 """
 from __future__ import annotations
 
@@ -68,15 +69,15 @@ class DrivenField(nn.Module):
 
 
 def cde_options(path: ControlPath, method: str, options: dict | None) -> dict:
-    """``options`` completed so that a solve does not step across a jump of ``dX/dt``: for an
-    adaptive ``method``, ``jump_t`` at the interior knots (unless the path is smooth); for a
-    fixed-step one without ``step_size`` or ``grid_constructor``, one step per interval between
-    knots (and output times), with ``perturb`` unless the path is smooth. Options the caller
-    set are kept."""
+    """``options`` completed so that a solve does not step across a knot: for an adaptive
+    ``method``, ``jump_t`` at the interior knots (a piecewise cubic's derivatives jump there,
+    and an error estimate across the jump forces rejected steps, even for the C² natural
+    spline at tight tolerances); for a fixed-step one without ``step_size`` or
+    ``grid_constructor``, one step per interval between knots (and output times), with
+    ``perturb`` unless ``dX/dt`` is continuous. Options the caller set are kept."""
     options = dict(options or {})
     if TABLEAUX[method].adaptive:
-        if not path.smooth:
-            options.setdefault("jump_t", path.jumps)
+        options.setdefault("jump_t", path.jumps)
     elif "step_size" not in options and "grid_constructor" not in options:
         knots = path.knots.detach()
 

@@ -42,8 +42,10 @@ class ControlPath:
     ``evaluate(t)`` and ``derivative(t)`` take a time (float or 0-d tensor: result (..., C)) or a
     1-D tensor of times (result (..., n, C)). Each interval is closed on the left: at a knot the
     path uses the piece that starts there, and times outside the knots extrapolate the first or
-    last piece. ``kind`` names the scheme; ``smooth`` says whether ``dX/dt`` is continuous (when
-    it is not, a solver should stop at the knots: :attr:`jumps` lists the interior ones).
+    last piece. ``kind`` names the scheme; ``smooth`` says whether ``dX/dt`` is continuous.
+    Even when it is, a higher derivative jumps at the knots (the second for Hermite cubics, the
+    third for the natural spline), which is what a high-order solver's error estimate sees:
+    :attr:`jumps` lists the interior knots, where an adaptive solve should stop.
     """
 
     def __init__(self, knots: torch.Tensor, a, b, c, d, *, kind: str, smooth: bool):
@@ -60,8 +62,8 @@ class ControlPath:
 
     @property
     def jumps(self) -> tuple[float, ...]:
-        """The interior knots where ``dX/dt`` may jump (empty for a smooth path)."""
-        return () if self.smooth else tuple(self.knots[1:-1].tolist())
+        """The interior knots, where ``dX/dt`` or one of its derivatives jumps."""
+        return tuple(self.knots[1:-1].tolist())
 
     @property
     def channels(self) -> int:

@@ -48,7 +48,8 @@ def test_options_stop_at_the_knots_only_where_needed():
     t, x = batch()
     kinked, smooth = make_path("linear", t, x), make_path("natural_cubic", t, x)
     assert cde_options(kinked, "dopri5", None)["jump_t"] == kinked.jumps
-    assert "jump_t" not in cde_options(smooth, "dopri5", None)
+    assert cde_options(smooth, "dopri5", None)["jump_t"] == smooth.jumps   # a jump in d³X/dt³
+    assert cde_options(smooth, "dopri5", {"jump_t": ()}) == {"jump_t": ()}
     fixed = cde_options(kinked, "rk4", None)
     assert fixed["perturb"] and callable(fixed["grid_constructor"])
     grid = fixed["grid_constructor"](None, None, t[[0, -1]])

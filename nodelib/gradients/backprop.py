@@ -85,6 +85,8 @@ def _solve_with_time_gradient(problem: Problem, stats: SolverStats | None, event
         problem = dataclasses.replace(problem, y0=shift_start(f, t[0], y0))
 
     solution = solve_problem(problem, pass_stats, event_fn=event_fn, record_trace=record)
+    if problem.config.scipy is not None:
+        solution.ys = _without_gradient(solution.ys, problem)
 
     if needs_time_grad and event_fn is not None:
         solution.ys = torch.cat([y0.unsqueeze(0), solution.ys[1:]])   # ys[0] is y0 itself
@@ -93,6 +95,32 @@ def _solve_with_time_gradient(problem: Problem, stats: SolverStats | None, event
         solution.ys, nfe = attach_output_times(f, t, solution.ys, y0)
         pass_stats.nfe += nfe
     return solution
+
+
+class _NoGradient(torch.autograd.Function):
+    """Passes ``ys`` through, tied to the inputs that wanted a gradient: backpropagating into
+    them raises a clear error instead of silently giving none."""
+
+    @staticmethod
+    def forward(ctx, ys, *inputs):
+        return ys.clone()
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError(
+            "method 'scipy_solver' gives no gradient through odeint: scipy's solve_ivp steps "
+            "outside autograd. Differentiate with odeint_adjoint(..., method='scipy_solver') "
+            "(its backward pass solves the adjoint ODE with scipy too), or use a nodelib method")
+
+
+def _without_gradient(ys: torch.Tensor, problem: Problem) -> torch.Tensor:
+    """scipy_solver's outputs, tied to y0 and func's parameters when they want a gradient."""
+    if not torch.is_grad_enabled():
+        return ys
+    inner = getattr(problem.func, "func", problem.func)   # (the user's func, unwrapped)
+    params = tuple(inner.parameters()) if isinstance(inner, torch.nn.Module) else ()
+    wanting = [x for x in (problem.y0, *params) if x.requires_grad]
+    return _NoGradient.apply(ys, *wanting) if wanting else ys
 
 
 def odeint_per_sample(func, y0: torch.Tensor, t: torch.Tensor, *, solver=odeint,

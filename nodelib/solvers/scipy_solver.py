@@ -7,10 +7,11 @@ unchanged. scipy steps on NumPy float64 arrays on the CPU: every evaluation of f
 to y0's device and dtype and back, under ``torch.no_grad()``.
 
 No gradients through the solve: scipy's steps are outside autograd. An output of
-:func:`nodelib.odeint` that would need one raises a clear error when backpropagated (torchdiffeq
-returns outputs that silently have no gradient). :func:`nodelib.odeint_adjoint` works: its
-backward pass solves the adjoint ODE with scipy too (``strategy="backsolve"``). No events, no
-step callbacks (a func that defines callbacks gets a warning, as from torchdiffeq).
+:func:`nodelib.odeint` that would need one raises a clear error when backpropagated
+(:mod:`nodelib.gradients.backprop`; torchdiffeq returns outputs that silently have no
+gradient). :func:`nodelib.odeint_adjoint` works: its backward pass solves the adjoint ODE with
+scipy too (``strategy="backsolve"``). No events, no step callbacks (a func that defines
+callbacks gets a warning, as from torchdiffeq).
 """
 from __future__ import annotations
 
@@ -104,30 +105,8 @@ def scipy_solution(problem: Problem, stats, event_fn=None) -> Solution:
     assert problem.config.scipy is not None
     ys = scipy_solve(problem.func, problem.y0, problem.t, problem.config.scipy, stats,
                      problem.callbacks)
-    if torch.is_grad_enabled():
-        inner = getattr(problem.func, "func", problem.func)   # (the user's func, unwrapped)
-        params = tuple(inner.parameters()) if isinstance(inner, torch.nn.Module) else ()
-        needing = [x for x in (problem.y0, *params) if x.requires_grad]
-        if needing:
-            ys = NoGradient.apply(ys, *needing)
-    return Solution(t=problem.t, ys=ys, stats=stats)
+    return Solution(t=problem.t, ys=ys, stats=stats)   # (odeint ties ys to its inputs)
 
 
-class NoGradient(torch.autograd.Function):
-    """Passes ``ys`` through, tied to the inputs that needed a gradient; backpropagating into
-    them raises a clear error instead of silently giving none."""
-
-    @staticmethod
-    def forward(ctx, ys, *inputs):
-        return ys.clone()
-
-    @staticmethod
-    def backward(ctx, *grads):
-        raise RuntimeError(
-            "method 'scipy_solver' gives no gradient through odeint: scipy's solve_ivp steps "
-            "outside autograd. Differentiate with odeint_adjoint(..., method='scipy_solver') "
-            "(its backward pass solves the adjoint ODE with scipy too), or use a nodelib method")
-
-
-__all__ = ["SCIPY_METHOD", "SCIPY_SOLVERS", "NoGradient", "ScipySettings", "scipy_settings",
-           "scipy_solution", "scipy_solve"]
+__all__ = ["SCIPY_METHOD", "SCIPY_SOLVERS", "ScipySettings", "scipy_settings", "scipy_solution",
+           "scipy_solve"]

@@ -8,8 +8,7 @@ They need more of the Brownian path than its increment ``I = dW = W(t0, t1)``: a
 the order conditions are built from: ``I_k0 = U``, ``I_kk = (I² - h)/2``,
 ``I_kkk = (I³ - 3hI)/6``.
 
-* **SRA1**, additive noise: two stages, strong order 1.5 for additive noise (1.0 measured on
-  the tests' problem is a lower bound the tests assert);
+* **SRA1**, additive noise: two stages, strong order 1.5 (measured in tests/sde/test_orders);
 * **SRID2**, diagonal (and scalar) noise: four stages, strong order 1.5 for diagonal noise.
 
 Each stage evaluates ``f`` (and, for SRID2, ``g``) once; the stages' values are reused.

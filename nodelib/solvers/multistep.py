@@ -18,10 +18,15 @@ of them (default 11): Adams–Bashforth of order 3, 4, …, 11, each step's own 
 iteration from the Bashforth predictor: at most ``max_iters`` (default 4) evaluations of f,
 stopping when the increment changes by less than ``atol + rtol·|increment|`` (max norm), where
 rtol/atol are the solve's tolerances; a step whose iteration does not converge warns, and drops
-the oldest slope (the next step is one order lower). The one step of order 3 dominates the
-global error on an even grid: the error falls like h⁴ for both (the Moulton corrector's
-start-up is one order more accurate; see tests/solvers/test_multistep.py for the measured
-slopes).
+the oldest slope (the next step is one order lower).
+
+The start-up sets the global order on an even grid, not the late high orders: for
+``explicit_adams`` its one Bashforth step of order 3 (local error O(h⁴)), so the error falls like
+h⁴; for ``implicit_adams`` the 3/8-rule steps and the first Moulton step of order 4 (local
+errors O(h⁵)): h⁵ (while the corrector converges; tests/solvers/test_multistep.py measures
+both). Stability is the catch of the explicit method: Adams–Bashforth of order 11 is stable
+only for |hλ| below about 0.0034 on the negative real axis (order 4: 0.3), so a default
+``explicit_adams`` needs tiny steps, or ``options["max_order"] = 5`` (at most order 4).
 
 One difference from torchdiffeq: the formulas hold for equal steps only. Where the grid's step
 changes — the shorter last step onto ``t[-1]``, the points of a ``grid_constructor`` — the
@@ -94,7 +99,7 @@ class AdamsMethod:
     max_iters: int = 4
     rtol: float = 1e-7
     atol: float = 1e-9
-    # the nominal global order on an even grid (the start-up's third-order step limits it)
+    # the global order on an even grid, which the start-up sets (see the module's docstring)
     order: int = 4
 
     @property
@@ -106,8 +111,8 @@ class AdamsMethod:
         return AdamsStepper(self, func, time, stats)
 
 
-ADAMS_METHODS = {m.name: m for m in (AdamsMethod("explicit_adams", implicit=False),
-                                     AdamsMethod("implicit_adams", implicit=True))}
+ADAMS_METHODS = {m.name: m for m in (AdamsMethod("explicit_adams", implicit=False, order=4),
+                                     AdamsMethod("implicit_adams", implicit=True, order=5))}
 ADAMS_OPTIONS = {"max_order", "max_iters"}
 
 
@@ -123,7 +128,8 @@ def adams_with_options(method: AdamsMethod, rtol: float, atol: float,
     if isinstance(max_iters, bool) or not isinstance(max_iters, int) or max_iters < 1:
         raise ValueError(f"options['max_iters'] must be a whole number of at least 1, "
                          f"got {max_iters!r}")
-    return AdamsMethod(method.name, method.implicit, max_order, max_iters, rtol, atol)
+    return AdamsMethod(method.name, method.implicit, max_order, max_iters, rtol, atol,
+                       method.order)
 
 
 class AdamsStepper:

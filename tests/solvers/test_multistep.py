@@ -11,7 +11,7 @@ import torch
 from nodelib import PassStats, SolverStats, odeint, odeint_adjoint
 from nodelib.solvers.config import SolveConfig, make_config
 from nodelib.solvers.integrate import integrate
-from nodelib.solvers.multistep import BASHFORTH, MOULTON, bashforth, moulton
+from nodelib.solvers.multistep import ADAMS_METHODS, BASHFORTH, MOULTON, bashforth, moulton
 
 ADAMS = ["explicit_adams", "implicit_adams"]
 
@@ -54,6 +54,7 @@ def test_implicit_adams_converges_with_order_five():
     errors = [_oscillator_error("implicit_adams", h) for h in hs]
     slope = _slope(hs, errors)
     print(f"implicit_adams: errors {errors}, slope {slope:.2f}")
+    assert ADAMS_METHODS["implicit_adams"].order == 5
     assert abs(slope - 5) < 0.3, (slope, errors)   # the band for measured orders
 
 
@@ -64,6 +65,7 @@ def test_explicit_adams_converges_with_order_four():
     errors = [_oscillator_error("explicit_adams", h, max_order=5) for h in hs]
     slope = _slope(hs, errors)
     print(f"explicit_adams (max_order=5): errors {errors}, slope {slope:.2f}")
+    assert ADAMS_METHODS["explicit_adams"].order == 4
     assert abs(slope - 4) < 0.3, (slope, errors)   # the band for measured orders
 
 

@@ -258,7 +258,7 @@ def _guard(n_steps, config, t, t_end, h, eps, ratio, dtype) -> None:
             f"step size underflow at t={t:.17g}: h={abs(h):.3g} is too small to advance "
             f"time in {dtype}; the solution may blow up (finite-time singularity)"
             + (", or f is discontinuous or ill-posed here" if config.tableau.implicit else
-               " or the problem is too stiff for an explicit method (try kvaerno3)"))
+               " or the problem is too stiff for an explicit method (try radau5)"))
 
 
 class _GridInterpolant:
@@ -331,7 +331,7 @@ def _fixed_size_step(func, t, y, f, h, tableau, time, newton, end_time, replay: 
                                      f"checkpointed gradient: {failure}") from None
             raise NewtonConvergenceError(
                 f"Newton's method failed in the step from t={t:.6g} (h={h:.3g}): {failure}; use "
-                "a smaller step_size or an adaptive implicit method (kvaerno3)") from None
+                "a smaller step_size or an adaptive implicit method (radau5)") from None
     raise AssertionError("unreachable")
 
 

@@ -61,7 +61,7 @@ class StiffnessDetector:
                     f"the problem appears stiff at t={t:.6g}: the step size h={abs(h):.3g} is "
                     f"held at the stability limit of {self.tableau.name} (h·|λ| ≈ "
                     f"{abs(h) * rho:.3g}, |λ| ≈ {rho:.3g}), not by the tolerance; use an "
-                    "implicit method such as method='kvaerno3' (or options['detect_stiffness']"
+                    "implicit method such as method='radau5' (or options['detect_stiffness']"
                     "=False to keep stepping)")
         else:
             self.misses += 1

@@ -56,7 +56,11 @@ def sdeint_adjoint(sde, y0, ts, bm=None, method: str | None = None,
                              "method='reversible_heun'")
         backward = None
     else:
-        backward = get_method(adjoint_method, problem.sde.sde_type, "general")
+        try:
+            backward = get_method(adjoint_method, problem.sde.sde_type, "general")
+        except ValueError as error:   # say why: the adjoint's noise is general
+            raise ValueError(f"adjoint_method: {error} (the adjoint SDE has general noise: "
+                             f"its diffusion mixes y, a and a_θ)") from None
     settings = (problem, params, backward, dict(adjoint_options or {}))
     initial = _as_state(extra_solver_state)
     ys, *state = _Adjoint.apply(settings, initial, problem.y0, *params)

@@ -57,6 +57,8 @@ class AdjointSDE:
         dg_g = 0
         extra = None
         for column in columns:
+            if not column.requires_grad:   # a diffusion that depends on nothing learnable
+                continue
             dg_g = dg_g + _jvp(column, y, column, self.forward.diagonal)
             a_dg, = torch.autograd.grad(column, y, a, create_graph=True, retain_graph=True,
                                         allow_unused=True)
@@ -104,6 +106,8 @@ class AdjointSDE:
 
 
 def _vjp(output, inputs, a):
+    if not output.requires_grad:
+        return [torch.zeros_like(x) for x in inputs]
     grads = torch.autograd.grad(output, inputs, a, retain_graph=True, allow_unused=True)
     return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
 

@@ -95,7 +95,7 @@ class SDEFunctions:
         with torch.enable_grad():
             y = y if y.requires_grad else y.detach().requires_grad_(True)
             g = self.g(t, y)
-            if self.noise_type == "additive":
+            if self.noise_type == "additive" or not g.requires_grad:
                 return g, torch.zeros_like(y)
             if self.diagonal:
                 dg_g, = torch.autograd.grad(g, y, g, create_graph=create_graph,

@@ -15,11 +15,11 @@ accurate gradients for neural SDEs", §4):
 So every answer is consistent with every earlier one: asking for ``[s, t]`` again — before or
 after any other query, forwards or backwards — returns the same increment (the same tensor,
 unless a later query split ``[s, t]``: then the sum of its parts, equal to rounding), and
-``W(s, u) = W(s, t) + W(t, u)`` up to the rounding of one addition. As in torchsde's ``BrownianInterval``,
-the path is a function of the seed *and of the order in which new times first arrive* (a new
-time is drawn given its neighbours at that moment): two intervals with the same seed agree when
-they are first queried in the same order, whatever comes after. Memory grows by one cell per
-new time queried.
+``W(s, u) = W(s, t) + W(t, u)`` up to the rounding of one addition. As in torchsde's
+``BrownianInterval``, the path is a function of the seed *and of the order in which new times
+first arrive* (a new time is drawn given its neighbours at that moment): two intervals with the
+same seed agree when they are first queried in the same order, whatever comes after. Memory
+grows by one cell per new time queried.
 """
 from __future__ import annotations
 

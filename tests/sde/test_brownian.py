@@ -6,6 +6,7 @@ tolerances of 5 standard errors fail for a correct sampler with probability belo
 the seed being fixed, never flake); a wrong variance, mean or correlation of a few percent
 fails them.
 """
+import itertools
 import math
 
 import pytest
@@ -55,7 +56,7 @@ def test_splitting_is_consistent_to_rounding():
 
 def test_same_answers_whatever_the_order_of_later_queries():
     grid = torch.linspace(0, 1, 33).tolist()
-    steps = list(zip(grid[:-1], grid[1:]))
+    steps = list(itertools.pairwise(grid))
     bm = BrownianInterval(0.0, 1.0, size=(5, 2), dtype=torch.float64, entropy=4)
     forward = [bm(a, b) for a, b in steps]
     backward = [bm(a, b) for a, b in reversed(steps)][::-1]   # the adjoint's order

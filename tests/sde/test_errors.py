@@ -68,7 +68,7 @@ def test_nan_in_the_drift_names_the_time():
 def test_other_bad_input():
     with pytest.raises(ValueError, match=r"y0 must be a tensor of shape \(batch, d\)"):
         sdeint(Toy(), torch.ones(2), TS, dt=0.1)
-    with pytest.raises(ValueError, match="sde.noise_type must be one of"):
+    with pytest.raises(ValueError, match=r"sde\.noise_type must be one of"):
         sdeint(Toy(noise_type="vector"), Y0, TS, dt=0.1)
     with pytest.raises(ValueError, match="dt must be a positive"):
         sdeint(Toy(), Y0, TS, method="euler", dt=0.0)

@@ -8,6 +8,7 @@ for seeds 0–4 every fitted slope here lay within 0.08 of its expected order an
 most 0.03 between seeds (measured when these tests were written), while a method of the wrong
 order misses by 0.5.
 """
+import itertools
 import math
 
 import pytest
@@ -145,7 +146,7 @@ def test_weak_order_on_ornstein_uhlenbeck_moments():
     ys = [sdeint(OU(), y0, ts, bm=bm, method="euler", dt=h)[-1, :, 0] for h in hs]
     for moment in (lambda y: y.mean(), lambda y: y.var()):
         values = [moment(y).item() for y in ys]
-        gaps = [abs(a - b) for a, b in zip(values[:-1], values[1:])]
+        gaps = [abs(a - b) for a, b in itertools.pairwise(values)]
         assert abs(fit_slope(hs[:-1], gaps) - 1.0) < 0.15, gaps   # weak order 1
     mean, var = math.exp(-theta) * y0v, sigma ** 2 * (1 - math.exp(-2 * theta)) / (2 * theta)
     bias = 2 * abs(ys[-1].mean().item() - ys[-2].mean().item())   # Richardson: bias ≈ gap

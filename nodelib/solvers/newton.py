@@ -158,6 +158,7 @@ class Newton:
         self.stacked_lu, self.stacked_h = (lu, pivots), h
 
     def solve_stacked(self, rhs: torch.Tensor) -> torch.Tensor:
+        """(I - h (A ⊗ J))⁻¹ rhs, by the cached factorisation (rhs shaped like W)."""
         assert self.stacked_lu is not None   # (factor_stacked ran first)
         return torch.linalg.lu_solve(*self.stacked_lu, rhs.reshape(-1, 1)).view_as(rhs)
 

@@ -47,25 +47,24 @@ class AdjointSDE:
                 [p.view_as(q) for p, q in zip(a_params, self.params)])
 
     # -- the pieces: drift (Itô-corrected if needed), diffusion applied to v, their vjps
-    def _drift(self, t, y, a):
-        """``(drift, extra)``: the reversed drift of ``y`` and the additional term of its
-        adjoint (``Σ_j (a·∂g_j/∂y)·∂g_j/∂(y, θ)`` for an Itô SDE, else ``None``)."""
-        if not self.corrected:
-            return self.forward.f(t, y), None
+    def _drift_and_diffusion(self, t, y, a):
+        """``(drift, extra, g)``: the reversed drift of ``y``, the additional term of its
+        adjoint (``Σ_j (a·∂g_j/∂y)·∂g_j/∂(y, θ)`` for an Itô SDE, else ``None``) and the
+        diffusion, from one call of ``f`` and ``g``."""
         f, g = self.forward.f_and_g(t, y)
+        if not self.corrected or not g.requires_grad:
+            return f, None, g
         columns = [g] if self.forward.diagonal else list(g.unbind(-1))
         dg_g = 0
         extra = None
         for column in columns:
-            if not column.requires_grad:   # a diffusion that depends on nothing learnable
-                continue
             dg_g = dg_g + _jvp(column, y, column, self.forward.diagonal)
             a_dg, = torch.autograd.grad(column, y, a, create_graph=True, retain_graph=True,
                                         allow_unused=True)
             if a_dg is not None:
                 part = _vjp(column, (y, *self.params), a_dg)
                 extra = part if extra is None else [e + p for e, p in zip(extra, part)]
-        return f - dg_g, extra
+        return f - dg_g, extra, g
 
     def _augment(self, y_out, vjps, extra=None, h=1.0):
         """Pack ``(y_out, -vjps - h·extra)`` as the change of ``z``."""
@@ -80,8 +79,8 @@ class AdjointSDE:
     def f_and_g_prod(self, t, z, v):
         y, a = self._leaf(z)
         with torch.enable_grad():
-            drift, extra = self._drift(t, y, a)
-            g_v = self.forward.g_prod(t, y, v)
+            drift, extra, g = self._drift_and_diffusion(t, y, a)
+            g_v = self.forward.prod(g, v)
             drift_vjp = _vjp(drift, (y, *self.params), a)
             g_vjp = _vjp(g_v, (y, *self.params), a)
         return (self._augment(drift.detach(), drift_vjp, extra),
@@ -99,8 +98,8 @@ class AdjointSDE:
         ``f h + g v`` instead of one for each."""
         y, a = self._leaf(z)
         with torch.enable_grad():
-            drift, extra = self._drift(t, y, a)
-            change = drift * h + self.forward.g_prod(t, y, v)
+            drift, extra, g = self._drift_and_diffusion(t, y, a)
+            change = drift * h + self.forward.prod(g, v)
             vjps = _vjp(change, (y, *self.params), a)
         return self._augment(change.detach(), vjps, extra, h)
 

@@ -17,9 +17,8 @@ import torch
 from torch import nn
 
 from .adjoint_sde import AdjointSDE
-from .integrate import integrate
 from .methods import get_method
-from .sdeint import SDEProblem, _as_state, _no_unknown, finish, prepare
+from .sdeint import SDEProblem, _as_state, _no_unknown, finish, prepare, solve
 from .steppers import reversible_heun, reversible_heun_reverse
 
 
@@ -37,12 +36,14 @@ def sdeint_adjoint(sde, y0, ts, bm=None, method: str | None = None,
     is an ``nn.Module``, else none). ``adjoint_method`` (default: ``"euler"`` for an Itô SDE,
     ``"midpoint"`` for a Stratonovich one, ``"adjoint_reversible_heun"`` after
     ``method="reversible_heun"``) solves the adjoint SDE, whose noise is general: Milstein and
-    SRK cannot. ``adjoint_options`` go to it. The other arguments are :func:`sdeint`'s.
+    SRK cannot. ``adjoint_options`` go to it. The other arguments are :func:`sdeint`'s; with
+    ``adaptive=True`` the backward pass retraces the accepted forward steps.
     """
     _no_unknown(unused, "sdeint_adjoint")
     if adjoint_adaptive:
         raise NotImplementedError("adjoint_adaptive=True is not implemented in nodelib.sde")
-    problem = prepare(sde, y0, ts, bm, method, dt, adaptive, options, names, logqp)
+    problem = prepare(sde, y0, ts, bm, method, dt, adaptive, options, names, logqp, rtol, atol,
+                      dt_min)
     if adjoint_params is None:
         adjoint_params = tuple(sde.parameters()) if isinstance(sde, nn.Module) else ()
     params = tuple(p for p in adjoint_params if p.requires_grad)
@@ -72,9 +73,8 @@ class _Adjoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, settings, initial, y0, *params):
         problem = settings[0]
-        with torch.no_grad():
-            ys, state = integrate(problem.sde, y0.detach(), problem.grid, problem.bm,
-                                  problem.method, problem.options, initial)
+        with torch.no_grad():   # (an adaptive solve leaves its accepted steps as the grid)
+            ys, state = solve(problem, initial)
         ctx.settings, ctx.state, ctx.given_state = settings, state, initial is not None
         ctx.save_for_backward(ys)
         return (ys, *state)

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from .adaptive import integrate_adaptive
 from .brownian import BrownianInterval
 from .functions import SDEFunctions, check_shapes
 from .integrate import Grid, integrate, make_grid
@@ -26,10 +27,23 @@ class SDEProblem:
     method: SDEMethod
     options: dict
     logqp: bool
+    adaptive: tuple | None = None   # (rtol, atol, dt_min) for adaptive=True
+
+
+def solve(problem: SDEProblem, state=None):
+    """Run the loop: the fixed grid, or adaptive steps (which then become the grid)."""
+    if problem.adaptive is None:
+        return integrate(problem.sde, problem.y0, problem.grid, problem.bm, problem.method,
+                         problem.options, state)
+    rtol, atol, dt_min = problem.adaptive
+    ys, state, problem.grid = integrate_adaptive(
+        problem.sde, problem.y0, problem.ts, problem.bm, problem.method, problem.options,
+        problem.grid.times[1] - problem.grid.times[0], rtol, atol, dt_min, state)
+    return ys, state
 
 
 def prepare(sde, y0, ts, bm=None, method=None, dt=1e-3, adaptive=False, options=None,
-            names=None, logqp=False) -> SDEProblem:
+            names=None, logqp=False, rtol=1e-5, atol=1e-4, dt_min=1e-5) -> SDEProblem:
     """Check everything once, before the first step (every error names what is wrong)."""
     functions = SDEFunctions(sde, names)
     if not torch.is_tensor(y0) or y0.dim() != 2:
@@ -46,9 +60,6 @@ def prepare(sde, y0, ts, bm=None, method=None, dt=1e-3, adaptive=False, options=
         bad = int((ts[1:] <= ts[:-1]).nonzero()[0])
         raise ValueError(f"ts must be strictly increasing; ts[{bad + 1}] = "
                          f"{float(ts[bad + 1]):.6g} <= ts[{bad}] = {float(ts[bad]):.6g}")
-    if adaptive:
-        raise NotImplementedError("adaptive=True is not implemented in nodelib.sde yet; use a "
-                                  "fixed dt")
     if logqp:
         functions = SDEFunctions(LogqpSDE(functions))
         y0 = torch.cat([y0, y0.new_zeros(y0.shape[0], 1)], dim=1)
@@ -60,7 +71,8 @@ def prepare(sde, y0, ts, bm=None, method=None, dt=1e-3, adaptive=False, options=
     else:
         _check_brownian(bm, chosen, (y0.shape[0], m))
     grid = make_grid(ts, float(dt))
-    return SDEProblem(functions, y0, ts, grid, bm, chosen, dict(options or {}), logqp)
+    return SDEProblem(functions, y0, ts, grid, bm, chosen, dict(options or {}), logqp,
+                      (float(rtol), float(atol), float(dt_min)) if adaptive else None)
 
 
 def _check_brownian(bm, method: SDEMethod, size: tuple) -> None:
@@ -94,15 +106,16 @@ def sdeint(sde, y0, ts, bm=None, method: str | None = None, dt: float = 1e-3,
             ``"heun"``, ``"euler_heun"``, ``"reversible_heun"`` (Stratonovich); default as
             torchsde: ``"srk"`` for Itô SDEs with diagonal/additive/scalar noise,
             ``"euler"`` for Itô with general noise, ``"midpoint"`` for Stratonovich.
-        dt: the step (see :mod:`nodelib.sde.integrate` for the grid).
+        dt: the step (see :mod:`nodelib.sde.integrate` for the grid), or the first step with
+            ``adaptive=True``.
         options: method options, e.g. ``{"grad_free": True}`` for Milstein.
         names: other names for the sde's methods, e.g. ``{"drift": "f_post"}`` (keys
             ``drift``, ``diffusion``, ``prior_drift``, ``drift_and_diffusion``).
         logqp: also return the KL increments of :mod:`nodelib.sde.logqp` (needs ``sde.h``).
         extra: also return the method's final state (reversible Heun's ``(z, f, g)``).
         extra_solver_state: start the method from this state instead of its default.
-        adaptive, rtol, atol, dt_min: accepted for torchsde's signature; ``adaptive=True``
-            is not implemented yet.
+        adaptive, rtol, atol, dt_min: step-size control by step doubling
+            (:mod:`nodelib.sde.adaptive`).
 
     Returns:
         ``ys`` of shape ``(len(ts), batch, d)`` on ``y0``'s device and dtype; with ``logqp``,
@@ -113,9 +126,9 @@ def sdeint(sde, y0, ts, bm=None, method: str | None = None, dt: float = 1e-3,
     steps (memory grows with the number of steps; see :func:`nodelib.sdeint_adjoint`).
     """
     _no_unknown(unused, "sdeint")
-    problem = prepare(sde, y0, ts, bm, method, dt, adaptive, options, names, logqp)
-    ys, state = integrate(problem.sde, problem.y0, problem.grid, problem.bm, problem.method,
-                          problem.options, _as_state(extra_solver_state))
+    problem = prepare(sde, y0, ts, bm, method, dt, adaptive, options, names, logqp, rtol, atol,
+                      dt_min)
+    ys, state = solve(problem, _as_state(extra_solver_state))
     return finish(ys, state, logqp, extra)
 
 

@@ -11,6 +11,8 @@ one):
 * :mod:`nodelib.gradients` — ``odeint`` (backprop through the solver), ``odeint_adjoint``
   (``"backsolve"``, Algorithm 2 of Chen et al. 2018, or ``"checkpoint"``), ``odeint_event``,
   the one gradient switch the models share, and a meter of the memory autograd saves;
+* :mod:`nodelib.sde` — a Brownian interval, SDE steppers (Euler–Maruyama, Milstein, SRK,
+  midpoint, Heun, reversible Heun), ``sdeint`` and ``sdeint_adjoint`` with torchsde's API;
 * :mod:`nodelib.models` — vector fields, ODE blocks, CNFs, regularisation, latent ODEs, flow
   matching, neural CDEs and the control paths that drive them;
 * :mod:`nodelib.data` and :mod:`nodelib.training` — data sets, training loops, progress bars;

@@ -87,6 +87,7 @@ from .models.latent import (
                      gaussian_log_likelihood,
                      reparameterize,
 )
+from .models.latent_sde import ContextEncoder, DiagonalDiffusion, LatentSDE, LatentSDEELBO
 from .models.regularisation import (
                      RegularisedBlock,
                      RegularisedCNF,
@@ -106,6 +107,11 @@ from .models.traces import (
 from .data.densities import ENERGY_NAMES, energy, log_normalizer, target_log_prob
 from .data.samples import two_circles, two_moons
 from .data.series import SpiralData, observation_mask, spirals, union_grid
+from .data.stochastic import (
+                     StochasticSeries,
+                     stochastic_oscillator,
+                     stochastic_oscillator_covariance,
+)
 from .data.systems import DampedPendulum, Observations, SpiralField, observe, spiral_trajectory
 from .data.toy import flip_1d, nested_spheres, nested_spheres_target
 # training
@@ -216,3 +222,5 @@ __all__ += ["KeptBySolve", "SavedTensorMeter", "kept_by_solve",
 __all__ += ["CDEField", "ControlPath", "NeuralCDE", "fill_missing", "hermite_path",
             "linear_path", "make_path", "natural_cubic_path", "observation_channels",
             "rectilinear_path"]
+__all__ += ["ContextEncoder", "DiagonalDiffusion", "LatentSDE", "LatentSDEELBO",
+            "StochasticSeries", "stochastic_oscillator", "stochastic_oscillator_covariance"]

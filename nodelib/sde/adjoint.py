@@ -115,7 +115,7 @@ def _adjoint_sde_backward(problem: SDEProblem, params, method, options, ys, grad
 def _reversible_heun_backward(problem: SDEProblem, params, ys, final_state, grad_ys,
                               given_state: bool):
     """Undo the forward steps one by one; at each, re-run the step with a graph and pull the
-    adjoints of ``(y, z, f, g)`` back through it."""
+    adjoints of ``(y, f, g, z)`` back through it."""
     sde, grid, bm = problem.sde, problem.grid, problem.bm
     times, tt = grid.times, grid.tensor.unbind(0)
     y, state = ys[-1], final_state
@@ -142,11 +142,11 @@ def _reversible_heun_backward(problem: SDEProblem, params, ys, final_state, grad
             a_y = a_y + grad_ys[output]
     if given_state:   # the caller's extra_solver_state gets no gradient (as in torchsde)
         return [a_y, *a_params]
-    # the initial state (z, f, g) = (y0, f(y0), g(y0)) depends on y0 too
+    # the initial state (f, g, z) = (f(y0), g(y0), y0) depends on y0 too
     with torch.enable_grad():
         y0 = problem.y0.detach().requires_grad_(True)
         f0, g0 = sde.f_and_g(tt[0], y0)
-        found = torch.autograd.grad((y0, f0, g0), (y0, *params), tuple(a_state),
+        found = torch.autograd.grad((f0, g0, y0), (y0, *params), tuple(a_state),
                                     allow_unused=True)
     grads = [torch.zeros_like(x) if g is None else g for g, x in zip(found, (y0, *params))]
     return [a_y + grads[0], *[p + g for p, g in zip(a_params, grads[1:])]]

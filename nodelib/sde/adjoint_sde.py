@@ -47,13 +47,16 @@ class AdjointSDE:
                 [p.view_as(q) for p, q in zip(a_params, self.params)])
 
     # -- the pieces: drift (Itô-corrected if needed), diffusion applied to v, their vjps
-    def _drift_and_diffusion(self, t, y, a):
-        """``(drift, extra, g)``: the reversed drift of ``y``, the additional term of its
+    def _pieces(self, t, y, a, v):
+        """``(drift, extra, g v)``: the reversed drift of ``y``, the additional term of its
         adjoint (``Σ_j (a·∂g_j/∂y)·∂g_j/∂(y, θ)`` for an Itô SDE, else ``None``) and the
-        diffusion, from one call of ``f`` and ``g``."""
+        diffusion applied to ``v``, from one call of ``f`` and ``g``."""
+        if not self.corrected:
+            f, g_v = self.forward.f_and_g_prod(t, y, v)
+            return f, None, g_v
         f, g = self.forward.f_and_g(t, y)
-        if not self.corrected or not g.requires_grad:
-            return f, None, g
+        if not g.requires_grad:   # a diffusion that depends on nothing learnable
+            return f, None, self.forward.prod(g, v)
         columns = [g] if self.forward.diagonal else list(g.unbind(-1))
         dg_g = 0
         extra = None
@@ -64,7 +67,7 @@ class AdjointSDE:
             if a_dg is not None:
                 part = _vjp(column, (y, *self.params), a_dg)
                 extra = part if extra is None else [e + p for e, p in zip(extra, part)]
-        return f - dg_g, extra, g
+        return f - dg_g, extra, self.forward.prod(g, v)
 
     def _augment(self, y_out, vjps, extra=None, h=1.0):
         """Pack ``(y_out, -vjps - h·extra)`` as the change of ``z``."""
@@ -79,8 +82,7 @@ class AdjointSDE:
     def f_and_g_prod(self, t, z, v):
         y, a = self._leaf(z)
         with torch.enable_grad():
-            drift, extra, g = self._drift_and_diffusion(t, y, a)
-            g_v = self.forward.prod(g, v)
+            drift, extra, g_v = self._pieces(t, y, a, v)
             drift_vjp = _vjp(drift, (y, *self.params), a)
             g_vjp = _vjp(g_v, (y, *self.params), a)
         return (self._augment(drift.detach(), drift_vjp, extra),
@@ -98,8 +100,8 @@ class AdjointSDE:
         ``f h + g v`` instead of one for each."""
         y, a = self._leaf(z)
         with torch.enable_grad():
-            drift, extra, g = self._drift_and_diffusion(t, y, a)
-            change = drift * h + self.forward.prod(g, v)
+            drift, extra, g_v = self._pieces(t, y, a, v)
+            change = drift * h + g_v
             vjps = _vjp(change, (y, *self.params), a)
         return self._augment(change.detach(), vjps, extra, h)
 

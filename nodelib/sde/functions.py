@@ -18,7 +18,9 @@ general     ``(batch, d, m)``    anything
 Brownian increment: ``g * v`` for diagonal noise, a batched matrix–vector product otherwise),
 their fused forms and, for Milstein, the product ``(∂g/∂y · g)`` that the Itô–Stratonovich
 correction is made of. Optional methods of the user's object are used when present:
-``f_and_g(t, y)`` (one call for both) and ``h(t, y)`` (the prior drift of ``logqp``).
+``f_and_g(t, y)`` (one call for both), ``g_prod(t, y, v)`` and ``f_and_g_prod(t, y, v)``
+(products computed without forming ``g``: enough for Euler, midpoint, Heun and Euler–Heun) and
+``h(t, y)`` (the prior drift of ``logqp``).
 """
 from __future__ import annotations
 
@@ -28,12 +30,14 @@ from ..errors import NonFiniteError
 
 NOISE_TYPES = ("diagonal", "additive", "scalar", "general")
 SDE_TYPES = ("ito", "stratonovich")
-_RENAMES = {"drift": "f", "diffusion": "g", "prior_drift": "h", "drift_and_diffusion": "f_and_g"}
+_RENAMES = {"drift": "f", "diffusion": "g", "prior_drift": "h", "drift_and_diffusion": "f_and_g",
+            "diffusion_prod": "g_prod", "drift_and_diffusion_prod": "f_and_g_prod"}
 
 
 class SDEFunctions:
     """The drift and diffusion of ``sde`` (renamed by ``names``, torchsde's keys ``"drift"``,
-    ``"diffusion"``, ``"prior_drift"``, ``"drift_and_diffusion"``), as the steppers use them."""
+    ``"diffusion"``, ``"prior_drift"``, ``"drift_and_diffusion"``, ``"diffusion_prod"``,
+    ``"drift_and_diffusion_prod"``), as the steppers use them."""
 
     def __init__(self, sde, names: dict | None = None):
         for attribute, choices in (("noise_type", NOISE_TYPES), ("sde_type", SDE_TYPES)):
@@ -50,34 +54,58 @@ class SDEFunctions:
             raise ValueError(f"unknown keys in names: {sorted(unknown)}; known: "
                              f"{', '.join(_RENAMES)}")
         lookup = {ours: names.get(theirs, ours) for theirs, ours in _RENAMES.items()}
-        self._f = getattr(sde, lookup["f"], None)
-        self._g = getattr(sde, lookup["g"], None)
-        self.h = getattr(sde, lookup["h"], None)
-        self._f_and_g = getattr(sde, lookup["f_and_g"], None)
-        if self._f_and_g is None and (self._f is None or self._g is None):
+        found = {ours: getattr(sde, name, None) for ours, name in lookup.items()}
+        self._f, self._g, self.h = found["f"], found["g"], found["h"]
+        self._f_and_g, self._g_prod = found["f_and_g"], found["g_prod"]
+        self._f_and_g_prod = found["f_and_g_prod"]
+        self.has_g = self._g is not None or self._f_and_g is not None
+        has_f = any(found[k] is not None for k in ("f", "f_and_g", "f_and_g_prod"))
+        has_g_prod = self.has_g or self._g_prod is not None or self._f_and_g_prod is not None
+        if not (has_f and has_g_prod):
             raise ValueError(f"the sde needs a drift {lookup['f']!r} and a diffusion "
-                             f"{lookup['g']!r} method (or {lookup['f_and_g']!r})")
+                             f"{lookup['g']!r} method (or {lookup['f_and_g']!r}; or, for the "
+                             f"methods that only apply g to increments, "
+                             f"{lookup['g_prod']!r} / {lookup['f_and_g_prod']!r})")
         self.diagonal = self.noise_type == "diagonal"
+        self.m: int | None = None   # the number of Brownian channels, once known
 
     def f(self, t, y):
-        return self._f(t, y) if self._f is not None else self._f_and_g(t, y)[0]
+        if self._f is not None:
+            return self._f(t, y)
+        if self._f_and_g is not None:
+            return self._f_and_g(t, y)[0]
+        return self._f_and_g_prod(t, y, y.new_zeros(y.shape[0], self.m))[0]
 
     def g(self, t, y):
-        return self._g(t, y) if self._g is not None else self._f_and_g(t, y)[1]
+        if self._g is not None:
+            return self._g(t, y)
+        if self._f_and_g is not None:
+            return self._f_and_g(t, y)[1]
+        raise ValueError("this method needs the diffusion matrix g(t, y); the sde defines only "
+                         "its products with increments (g_prod): use euler, midpoint, heun or "
+                         "euler_heun")
 
     def f_and_g(self, t, y):
         if self._f_and_g is not None:
             return self._f_and_g(t, y)
-        return self._f(t, y), self._g(t, y)
+        return self.f(t, y), self.g(t, y)
 
     def prod(self, g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """The diffusion ``g`` applied to ``v`` (a Brownian increment, shape ``(batch, m)``)."""
         return g * v if self.diagonal else torch.bmm(g, v.unsqueeze(-1)).squeeze(-1)
 
     def g_prod(self, t, y, v):
+        if self._g_prod is not None:
+            return self._g_prod(t, y, v)
+        if self._f_and_g_prod is not None and not self.has_g:
+            return self._f_and_g_prod(t, y, v)[1]
         return self.prod(self.g(t, y), v)
 
     def f_and_g_prod(self, t, y, v):
+        if self._f_and_g_prod is not None:
+            return self._f_and_g_prod(t, y, v)
+        if self._g_prod is not None:
+            return self.f(t, y), self._g_prod(t, y, v)
         f, g = self.f_and_g(t, y)
         return f, self.prod(g, v)
 
@@ -117,30 +145,46 @@ def _zero_if_none(x, like):
     return torch.zeros_like(like) if x is None else x
 
 
-def check_shapes(sde: SDEFunctions, t0: torch.Tensor, y0: torch.Tensor) -> int:
-    """Evaluate ``f`` and ``g`` once at ``(t0, y0)``; raise a clear error for a wrong shape or a
-    NaN; return ``m``, the number of Brownian channels."""
-    with torch.no_grad():
-        f, g = sde.f_and_g(t0, y0)
+def check_shapes(sde: SDEFunctions, t0: torch.Tensor, y0: torch.Tensor,
+                 m: int | None = None) -> int:
+    """Evaluate ``f`` and ``g`` (or ``g_prod``) once at ``(t0, y0)``; raise a clear error for a
+    wrong shape or a NaN; return ``m``, the number of Brownian channels (``m`` from the
+    Brownian motion, when given, is needed for an SDE without ``g``)."""
     batch, d = y0.shape
+    with torch.no_grad():
+        if sde.has_g:
+            f, g = sde.f_and_g(t0, y0)
+            m = _diffusion_channels(sde, g, batch, d)
+        elif m is None:
+            raise ValueError("the number of Brownian channels cannot be inferred from an sde "
+                             "without g: pass bm")
+        else:
+            sde.m = m
+            f, g = sde.f_and_g_prod(t0, y0, y0.new_zeros(batch, m))
+            if tuple(g.shape) != (batch, d):
+                raise ValueError(f"g_prod(t, y, v) must have the shape of y, {(batch, d)}; got "
+                                 f"{tuple(g.shape)}")
     if tuple(f.shape) != (batch, d):
         raise ValueError(f"the drift f(t, y) must have the shape of y, {(batch, d)}; got "
                          f"{tuple(f.shape)}")
+    for name, value in (("f", f), ("g", g)):
+        if not bool(torch.isfinite(value).all()):
+            raise NonFiniteError(f"{name}(t, y) returned NaN/inf at t={float(t0):.6g} (the "
+                                 f"initial state)")
+    sde.m = m
+    return m
+
+
+def _diffusion_channels(sde: SDEFunctions, g: torch.Tensor, batch: int, d: int) -> int:
     if sde.diagonal:
         if tuple(g.shape) != (batch, d):
             raise ValueError(f"noise_type='diagonal' needs g(t, y) of shape (batch, d) = "
                              f"{(batch, d)}; got {tuple(g.shape)}")
-        m = d
-    else:
-        if g.dim() != 3 or tuple(g.shape[:2]) != (batch, d):
-            raise ValueError(f"noise_type={sde.noise_type!r} needs g(t, y) of shape "
-                             f"(batch, d, m) = ({batch}, {d}, m); got {tuple(g.shape)}")
-        m = g.shape[2]
-        if sde.noise_type == "scalar" and m != 1:
-            raise ValueError(f"noise_type='scalar' needs g(t, y) of shape (batch, d, 1); got "
-                             f"{tuple(g.shape)}")
-    for name, value in (("f", f), ("g", g)):
-        if not bool(torch.isfinite(value).all()):
-            raise NonFiniteError(f"{name}(t, y) returned NaN/inf at t={float(t0):.6g} (the "
-                             f"initial state)")
-    return m
+        return d
+    if g.dim() != 3 or tuple(g.shape[:2]) != (batch, d):
+        raise ValueError(f"noise_type={sde.noise_type!r} needs g(t, y) of shape "
+                         f"(batch, d, m) = ({batch}, {d}, m); got {tuple(g.shape)}")
+    if sde.noise_type == "scalar" and g.shape[2] != 1:
+        raise ValueError(f"noise_type='scalar' needs g(t, y) of shape (batch, d, 1); got "
+                         f"{tuple(g.shape)}")
+    return g.shape[2]

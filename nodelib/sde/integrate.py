@@ -58,7 +58,7 @@ def query(bm, method: SDEMethod, a: float, b: float):
 def integrate(sde, y0: torch.Tensor, grid: Grid, bm, method: SDEMethod, options: dict,
               state=None):
     """Step ``y0`` over the whole grid; return the states at the output times, stacked, and
-    the method's final state (reversible Heun's ``(z, f, g)``)."""
+    the method's final state (reversible Heun's ``(f, g, z)``)."""
     times, tt = grid.times, grid.tensor.unbind(0)
     step = method.step
     kwargs = {k: options[k] for k in method.options if k in options}

@@ -63,7 +63,8 @@ def prepare(sde, y0, ts, bm=None, method=None, dt=1e-3, adaptive=False, options=
     if logqp:
         functions = SDEFunctions(LogqpSDE(functions))
         y0 = torch.cat([y0, y0.new_zeros(y0.shape[0], 1)], dim=1)
-    m = check_shapes(functions, ts[0], y0)
+    channels = tuple(getattr(bm, "shape", ()))[-1:] if bm is not None else ()
+    m = check_shapes(functions, ts[0], y0, channels[0] if channels else None)
     chosen = get_method(method, functions.sde_type, functions.noise_type)
     if bm is None:
         bm = BrownianInterval(t0=ts[0], t1=ts[-1], size=(y0.shape[0], m), dtype=y0.dtype,
@@ -112,7 +113,7 @@ def sdeint(sde, y0, ts, bm=None, method: str | None = None, dt: float = 1e-3,
         names: other names for the sde's methods, e.g. ``{"drift": "f_post"}`` (keys
             ``drift``, ``diffusion``, ``prior_drift``, ``drift_and_diffusion``).
         logqp: also return the KL increments of :mod:`nodelib.sde.logqp` (needs ``sde.h``).
-        extra: also return the method's final state (reversible Heun's ``(z, f, g)``).
+        extra: also return the method's final state (reversible Heun's ``(f, g, z)``).
         extra_solver_state: start the method from this state instead of its default.
         adaptive, rtol, atol, dt_min: step-size control by step doubling
             (:mod:`nodelib.sde.adaptive`).

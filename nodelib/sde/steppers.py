@@ -71,9 +71,10 @@ def euler_heun(sde, t0, t1, h, y, dW, state):
 
 
 def reversible_heun_init(sde, t0, y0):
-    """Reversible Heun's state: a second solution ``z`` and ``f, g`` evaluated at it."""
+    """Reversible Heun's state: ``f, g`` evaluated at a second solution ``z`` (torchsde's
+    order, ``(f, g, z)``), which starts at ``y0``."""
     f, g = sde.f_and_g(t0, y0)
-    return (y0, f, g)
+    return (f, g, y0)
 
 
 def reversible_heun(sde, t0, t1, h, y, dW, state):
@@ -85,11 +86,11 @@ def reversible_heun(sde, t0, t1, h, y, dW, state):
     input, so the step runs backwards exactly (:func:`reversible_heun_reverse`): the adjoint
     rebuilds the forward states instead of storing them.
     """
-    z, f, g = state
+    f, g, z = state
     z1 = 2 * y - z + f * h + sde.prod(g, dW)
     f1, g1 = sde.f_and_g(t1, z1)
     y1 = y + (f + f1) * (0.5 * h) + sde.prod(g + g1, 0.5 * dW)
-    return y1, (z1, f1, g1)
+    return y1, (f1, g1, z1)
 
 
 def reversible_heun_reverse(sde, t0, h, y1, dW, state1):
@@ -98,8 +99,8 @@ def reversible_heun_reverse(sde, t0, h, y1, dW, state1):
     From ``z1 = 2y - z + f(z) h + g(z) dW`` and the ``y1`` line,
     ``z = 2 y1 - z1 - f(z1) h - g(z1) dW``; then ``f(z), g(z)`` and ``y`` follow.
     """
-    z1, f1, g1 = state1
+    f1, g1, z1 = state1
     z = 2 * y1 - z1 - f1 * h - sde.prod(g1, dW)
     f, g = sde.f_and_g(t0, z)
     y = y1 - (f + f1) * (0.5 * h) - sde.prod(g + g1, 0.5 * dW)
-    return y, (z, f, g)
+    return y, (f, g, z)

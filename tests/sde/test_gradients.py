@@ -164,7 +164,7 @@ def test_names_extra_and_extra_solver_state():
     names = {"drift": "drift", "diffusion": "diffusion"}
     ys, state = sdeint(Renamed(), y0, ts, bm=bm, names=names, method="reversible_heun",
                        dt=0.1, extra=True)
-    z, f, g = state
+    f, g, z = state   # torchsde's order
     assert z.shape == f.shape == g.shape == (3, 2)
     # restarting from the final state at t = 0.5 continues the same solve
     half = sdeint(Renamed(), y0, ts[:2], bm=bm, names=names, method="reversible_heun", dt=0.1,

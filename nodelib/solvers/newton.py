@@ -303,8 +303,7 @@ def implicit_stages(newton: Newton, times: list[torch.Tensor], y: torch.Tensor, 
         return W
     W = W.detach()
     m = A.shape[0]
-    with torch.enable_grad():
-        residual = W - h * (A @ newton.evaluate_stages(times, y + W).reshape(m, -1)).view_as(W)
+    residual = W - h * (A @ newton.evaluate_stages(times, y + W).reshape(m, -1)).view_as(W)
 
     def matrix():
         Y = (y.detach() + W)

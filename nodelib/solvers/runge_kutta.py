@@ -77,12 +77,7 @@ def _implicit_step(func, t, y, f0, h, tableau, time, newton, end_time=None, full
     exact at the solution and free of another evaluation of f."""
     stage_time = lambda i: (end_time if end_time is not None and tableau.c[i] == 1.0
                             else time(t + tableau.c[i] * h))
-    # the Jacobian is taken at the step's start (just after it, when the step avoids its own
-    # end points: options["perturb"], or a jump of f at t + h)
-    t_jac = time(t)
-    if end_time is not None:
-        t_jac = torch.nextafter(t_jac, torch.full_like(t_jac, t + h))
-    newton.new_step(t_jac, y, slow=not newton.fresh and newton.last_iterations > 2)
+    _start_newton(newton, t, h, y, time, end_time)
     ks, z = [], y
     for i in range(tableau.stages):
         ti = stage_time(i)
@@ -103,6 +98,16 @@ def _implicit_step(func, t, y, f0, h, tableau, time, newton, end_time=None, full
     return y1, ks
 
 
+def _start_newton(newton, t, h, y, time, end_time) -> None:
+    """A new step for Newton: the Jacobian is re-evaluated if the last solve was slow, at the
+    step's start (just after it, when the step avoids its own end points: options["perturb"],
+    or a jump of f at t + h)."""
+    t_jac = time(t)
+    if end_time is not None:
+        t_jac = torch.nextafter(t_jac, torch.full_like(t_jac, t + h))
+    newton.new_step(t_jac, y, slow=not newton.fresh and newton.last_iterations > 2)
+
+
 def _fully_implicit_step(func, t, y, f0, h, tableau, time, newton, end_time=None, full=False):
     """A fully implicit step: Newton on the m stacked stage increments ``W_i = Y_i - y``,
     ``W = h (A ⊗ I) F(y + W)``. The slopes follow without another evaluation of f,
@@ -113,10 +118,7 @@ def _fully_implicit_step(func, t, y, f0, h, tableau, time, newton, end_time=None
     m = A.shape[0]
     times = [end_time if end_time is not None and c == 1.0 else time(t + c * h)
              for c in tableau.c[lead:]]
-    t_jac = time(t)   # (as in _implicit_step)
-    if end_time is not None:
-        t_jac = torch.nextafter(t_jac, torch.full_like(t_jac, t + h))
-    newton.new_step(t_jac, y, slow=not newton.fresh and newton.last_iterations > 2)
+    _start_newton(newton, t, h, y, time, end_time)
     guess = _extrapolated_guess(newton, tableau, L, t, h, y)
     W = newton.solve_stages(times, y, h, A, guess, full=full)
     newton.previous = (t, h, W)

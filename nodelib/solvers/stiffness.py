@@ -61,8 +61,9 @@ class StiffnessDetector:
                     f"the problem appears stiff at t={t:.6g}: the step size h={abs(h):.3g} is "
                     f"held at the stability limit of {self.tableau.name} (h·|λ| ≈ "
                     f"{abs(h) * rho:.3g}, |λ| ≈ {rho:.3g}), not by the tolerance; use an "
-                    "implicit method such as method='radau5' (or options['detect_stiffness']"
-                    "=False to keep stepping)")
+                    "implicit method such as method='radau5' (or the diagonally implicit "
+                    "'kvaerno5', 'kvaerno3'), or options['detect_stiffness']=False to keep "
+                    "stepping")
         else:
             self.misses += 1
             if self.misses >= MISSES_TO_RESET:

@@ -68,7 +68,7 @@ def integrate_adaptive(sde, y0: torch.Tensor, ts: torch.Tensor, bm, method: SDEM
                 t, y, state = b, two, two_state
                 times += [mid, b]   # the steps taken: the two halves
             if error != error:   # NaN: name the time
-                check_finite(torch.stack([y, full]), [t, b], sde)
+                check_finite(torch.stack([y, full, two]), [t, b, b], sde)
             grow = SAFETY * max(error, 1e-10) ** exponent
             h = (b - t if error > 1 else h) * min(GROW_MOST if error <= 1 else 1.0,
                                                   max(SHRINK_MOST, grow))

@@ -87,9 +87,10 @@ def check_finite(ys: torch.Tensor, out_times: list[float], sde) -> None:
     i = int((~finite).nonzero()[0])
     t_bad, t_good = out_times[i], out_times[max(i - 1, 0)]
     t = torch.tensor(t_good, dtype=ys.dtype, device=ys.device)
-    with torch.no_grad():
-        f, g = sde.f_and_g(t, ys[max(i - 1, 0)])
-    for name, value in (("f", f), ("g", g)):
+    y = ys[max(i - 1, 0)]
+    with torch.no_grad():   # (an sde given by g_prod alone has no g to check)
+        values = [("f", sde.f(t, y))] + ([("g", sde.g(t, y))] if sde.has_g else [])
+    for name, value in values:
         if not bool(torch.isfinite(value).all()):
             raise NonFiniteError(f"{name}(t, y) returned NaN/inf at t={t_good:.6g}; the "
                                  f"solution is NaN/inf from t={t_bad:.6g}")

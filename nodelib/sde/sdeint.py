@@ -27,7 +27,7 @@ class SDEProblem:
     method: SDEMethod
     options: dict
     logqp: bool
-    adaptive: tuple | None = None   # (rtol, atol, dt_min) for adaptive=True
+    adaptive: tuple | None = None   # (dt, rtol, atol, dt_min) for adaptive=True
 
 
 def solve(problem: SDEProblem, state=None):
@@ -35,10 +35,10 @@ def solve(problem: SDEProblem, state=None):
     if problem.adaptive is None:
         return integrate(problem.sde, problem.y0, problem.grid, problem.bm, problem.method,
                          problem.options, state)
-    rtol, atol, dt_min = problem.adaptive
+    dt, rtol, atol, dt_min = problem.adaptive
     ys, state, problem.grid = integrate_adaptive(
-        problem.sde, problem.y0, problem.ts, problem.bm, problem.method, problem.options,
-        problem.grid.times[1] - problem.grid.times[0], rtol, atol, dt_min, state)
+        problem.sde, problem.y0, problem.ts, problem.bm, problem.method, problem.options, dt,
+        rtol, atol, dt_min, state)
     return ys, state
 
 
@@ -66,14 +66,15 @@ def prepare(sde, y0, ts, bm=None, method=None, dt=1e-3, adaptive=False, options=
     channels = tuple(getattr(bm, "shape", ()))[-1:] if bm is not None else ()
     m = check_shapes(functions, ts[0], y0, channels[0] if channels else None)
     chosen = get_method(method, functions.sde_type, functions.noise_type)
-    if bm is None:
-        bm = BrownianInterval(t0=ts[0], t1=ts[-1], size=(y0.shape[0], m), dtype=y0.dtype,
+    if bm is None:   # (one output time: no step, but the interval needs t0 < t1)
+        t1 = ts[-1] if len(ts) > 1 else ts[0] + 1
+        bm = BrownianInterval(t0=ts[0], t1=t1, size=(y0.shape[0], m), dtype=y0.dtype,
                               device=y0.device, levy_area_approximation=chosen.levy_area)
     else:
         _check_brownian(bm, chosen, (y0.shape[0], m))
     grid = make_grid(ts, float(dt))
     return SDEProblem(functions, y0, ts, grid, bm, chosen, dict(options or {}), logqp,
-                      (float(rtol), float(atol), float(dt_min)) if adaptive else None)
+                      (float(dt), float(rtol), float(atol), float(dt_min)) if adaptive else None)
 
 
 def _check_brownian(bm, method: SDEMethod, size: tuple) -> None:

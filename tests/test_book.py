@@ -31,7 +31,7 @@ from browser_check import RAW_PROGRESS, raw_progress_lines  # noqa: E402
 
 NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))
 ALLOWED_THIRD_PARTY = {"torch", "numpy", "scipy", "matplotlib", "sympy", "sklearn", "tqdm",
-                       "nodelib", "IPython"}
+                       "nodelib", "IPython", "statsmodels"}   # statsmodels: preinstalled on Colab
 STDLIB = set(sys.stdlib_module_names)
 SETUP_MARKER = "# --- setup (stamped by tools/sync_colab.py) ---"
 # Code lines are at most this long: the book's column at a 1400 px window holds about 87

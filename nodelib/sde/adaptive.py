@@ -8,10 +8,9 @@ accepts the two half steps. The next step is ``h · safety · error^(-1/(p + ½)
 local error of a strong-order-p method scales like h^(p + ½). Steps end on every output time.
 Steps shorter than ``dt_min`` are accepted whatever their error (with a warning).
 
-The steps depend on the path, and the path on the points queried: to repeat an adaptive solve
-exactly (e.g. backprop against the adjoint), give each solve a fresh Brownian interval with the
-same seed. Reusing one interval gives the same increments to rounding only where its cells were
-split meanwhile, and a rounding difference can flip an accept/reject decision.
+The steps depend on the path, and the path on the order in which points were first queried:
+a repeated solve on the same Brownian interval makes the same queries, gets the same (kept)
+answers and takes the same steps; so does a solve on a fresh interval with the same seed.
 
 Note: Euler–Maruyama with adaptive steps chosen from the path itself can converge to the wrong
 solution for non-additive noise (Gaines & Lyons 1997); torchsde warns about it, and so does this.

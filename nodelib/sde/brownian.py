@@ -13,13 +13,14 @@ accurate gradients for neural SDEs", §4):
 * the increment over ``[s, t]`` is the sum of the cells between ``s`` and ``t``.
 
 So every answer is consistent with every earlier one: asking for ``[s, t]`` again — before or
-after any other query, forwards or backwards — returns the same increment (the same tensor,
-unless a later query split ``[s, t]``: then the sum of its parts, equal to rounding), and
-``W(s, u) = W(s, t) + W(t, u)`` up to the rounding of one addition. As in torchsde's
-``BrownianInterval``, the path is a function of the seed *and of the order in which new times
-first arrive* (a new time is drawn given its neighbours at that moment): two intervals with the
-same seed agree when they are first queried in the same order, whatever comes after. Memory
-grows by one cell per new time queried.
+after any other query, forwards or backwards — returns the very same tensors (each answer is
+kept, so even when later queries split ``[s, t]`` the sum of its parts, equal to rounding, is
+not recomputed), and ``W(s, u) = W(s, t) + W(t, u)`` up to the rounding of one addition.
+As in torchsde's ``BrownianInterval``, the path is a function of the seed *and of the order in
+which new times first arrive* (a new time is drawn given its neighbours at that moment): two
+intervals with the same seed agree when they are first queried in the same order, whatever
+comes after. Memory grows by one cell per new time queried and one kept answer per new
+interval queried (for a solver's step, the answer is the cell itself).
 """
 from __future__ import annotations
 
@@ -85,6 +86,8 @@ class BrownianInterval:
              ) if self._have_H else None
         self._times = [t0, t1]
         self._cells: list[tuple] = [(W, H)]
+        # every answer given, by (ta, tb): asked again, the same tensors come back
+        self._answers: dict[tuple[float, float], list] = {}
 
     # -- torchsde's read-only attributes
     shape = property(lambda self: self._size)
@@ -109,21 +112,37 @@ class BrownianInterval:
         if not self._times[0] <= ta <= tb <= self._times[-1]:
             raise ValueError(f"Brownian query [{ta}, {tb}] must satisfy t0 <= ta <= tb <= t1 "
                              f"with [t0, t1] = [{self._times[0]}, {self._times[-1]}]")
+        found = self._answers.get((ta, tb))
+        if found is None:   # asked for the first time
+            found = self._answers[ta, tb] = [*self._increment(ta, tb), None]
+        if return_A and found[2] is None:
+            found[2] = self._area(ta, tb)
+        return self._answer(found[0], found[1], tb - ta, return_U, return_A, found[2])
+
+    def _increment(self, ta: float, tb: float) -> tuple:
+        """``(W, H)`` over ``[ta, tb]``: the sum of the cells between them (usually one: a
+        solver's step is one cell), splitting cells at ``ta`` and ``tb`` if they are new."""
         if ta == tb:
             W = torch.zeros(self._size, dtype=self._dtype, device=self._device)
-            H = torch.zeros_like(W) if self._have_H else None
-            return self._answer(W, H, 0.0, return_U, return_A, torch.zeros(
-                (*self._size, self._size[-1]), dtype=self._dtype, device=self._device))
+            return W, torch.zeros_like(W) if self._have_H else None
         i, j = self._locate(ta), self._locate(tb)
         W, H = self._cells[i]
-        A = self._cell_area(i) if return_A else None
-        for k in range(i + 1, j):   # usually none: a solver's step is one cell
-            Wk, Hk = self._cells[k]
-            if A is not None:
-                A = bridge.join_area(A, self._cell_area(k), W, Wk)
-            W, H = bridge.join((W, H), (Wk, Hk), self._times[k] - ta,
+        for k in range(i + 1, j):
+            W, H = bridge.join((W, H), self._cells[k], self._times[k] - ta,
                                self._times[k + 1] - self._times[k])
-        return self._answer(W, H, tb - ta, return_U, return_A, A)
+        return W, H
+
+    def _area(self, ta: float, tb: float) -> torch.Tensor:
+        """Approximate Lévy area over ``[ta, tb]``, joined from its cells' (Chen's relation)."""
+        if ta == tb or not self._size:
+            shape = (*self._size, self._size[-1]) if self._size else ()
+            return torch.zeros(shape, dtype=self._dtype, device=self._device)
+        i, j = self._locate(ta), self._locate(tb)
+        A, W_sum = self._cell_area(i), self._cells[i][0]
+        for k in range(i + 1, j):
+            A = bridge.join_area(A, self._cell_area(k), W_sum, self._cells[k][0])
+            W_sum = W_sum + self._cells[k][0]
+        return A
 
     def _answer(self, W, H, h, return_U, return_A, A):
         out = [W]

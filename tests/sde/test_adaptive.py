@@ -24,15 +24,15 @@ def test_error_falls_with_the_tolerance():
 
 @pytest.mark.parametrize("noise_type, m", [("general", 2), ("diagonal", 3)])
 def test_reversible_heun_adjoint_retraces_adaptive_steps(noise_type, m):
-    """Backprop and the adjoint each solve on a fresh interval with the same seed, so both make
-    the same queries and choose the same steps; the adjoint then undoes them exactly."""
+    """Backprop and the adjoint solve on one interval: the same queries get the same answers,
+    so both take the same steps, and the adjoint then undoes them exactly."""
     sde = Random(noise_type, "stratonovich", m=m)
     y0 = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
     ts = torch.tensor([0.0, 0.4, 1.0], dtype=torch.float64)
-    fresh = lambda: BrownianInterval(0.0, 1.0, size=(4, m), dtype=torch.float64, entropy=1)
+    bm = BrownianInterval(0.0, 1.0, size=(4, m), dtype=torch.float64, entropy=1)
     kwargs = dict(method="reversible_heun", adaptive=True, rtol=1e-3, atol=1e-3, dt=0.1)
-    exact = gradients(sdeint, sde, y0, ts, fresh(), **kwargs)
-    adjoint = gradients(sdeint_adjoint, sde, y0, ts, fresh(), **kwargs)
+    exact = gradients(sdeint, sde, y0, ts, bm, **kwargs)
+    adjoint = gradients(sdeint_adjoint, sde, y0, ts, bm, **kwargs)
     assert relative_gap(adjoint, exact) < 1e-12   # rounding only
 
 

@@ -134,8 +134,8 @@ class BrownianInterval:
 
     def _area(self, ta: float, tb: float) -> torch.Tensor:
         """Approximate Lévy area over ``[ta, tb]``, joined from its cells' (Chen's relation)."""
-        if ta == tb or not self._size:
-            shape = (*self._size, self._size[-1]) if self._size else ()
+        if ta == tb or len(self._size) < 2:   # (a batch of scalar motions has no area)
+            shape = (*self._size, self._size[-1]) if len(self._size) >= 2 else self._size
             return torch.zeros(shape, dtype=self._dtype, device=self._device)
         i, j = self._locate(ta), self._locate(tb)
         A, W_sum = self._cell_area(i), self._cells[i][0]

@@ -11,7 +11,20 @@ The same path as an ODE solve, one concept per module:
 * :mod:`~nodelib.sde.integrate`: the time grid and the loop;
 * :mod:`~nodelib.sde.sdeint`: ``sdeint`` (backprop through the steps);
   :mod:`~nodelib.sde.adjoint`: ``sdeint_adjoint`` (the stochastic adjoint, and the exact
-  reversal of reversible Heun); :mod:`~nodelib.sde.logqp`: the KL term of a latent SDE.
+  reversal of reversible Heun); :mod:`~nodelib.sde.logqp`: the KL term of a latent SDE;
+  :mod:`~nodelib.sde.adaptive`: ``adaptive=True`` (step doubling).
+
+Where nodelib differs from torchsde (0.2.6), on purpose or not yet:
+
+* the grid steps onto every output time instead of interpolating between steps (the same grid
+  when the outputs are multiples of ``dt``), and the adjoint retraces the forward grid, so
+  reversible Heun's adjoint is exact for any ``ts`` and with ``adaptive=True``;
+* Brownian motion: only the Brownian interval (no ``BrownianPath``, ``BrownianTree`` or dyadic
+  ``halfway_tree``); a query outside ``[t0, t1]`` is an error, not a warning and a clamp;
+* methods: no log-ODE method; Milstein and SRK cannot solve the adjoint SDE (its noise is
+  general), so the default ``adjoint_method`` after Itô Milstein is Euler–Maruyama;
+* errors are raised before the first step, and an Itô-only method given a Stratonovich SDE
+  (or the reverse) is refused before any warning about adaptive steps.
 """
 from __future__ import annotations
 

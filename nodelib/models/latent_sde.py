@@ -218,7 +218,8 @@ class LatentSDE(nn.Module):
         if self._context is None:
             return self.h(t, z)
         grid, context = self._context
-        k = int(torch.searchsorted(grid, t.reshape(1).to(grid.dtype), right=True))
+        now = torch.as_tensor(t, dtype=grid.dtype, device=grid.device).reshape(1)
+        k = int(torch.searchsorted(grid, now, right=True))
         if k >= len(grid):
             return self.h(t, z)
         c = context[:, k]

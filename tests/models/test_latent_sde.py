@@ -100,6 +100,9 @@ def test_the_path_kl_stops_after_the_encoded_window():
         assert not torch.equal(model.f(t[0], z), model.h(t[0], z))
         for tt in (t[k - 1], t[k], t[-1]):
             assert torch.equal(model.f(tt, z), model.h(tt, z))
+        # a time given as a Python float works as well (inside and after the window)
+        assert torch.equal(model.f(float(t[0]), z), model.f(t[0], z))
+        assert torch.equal(model.f(float(t[-1]), z), model.h(t[-1], z))
     finally:
         model.contextualize(None, None)
 

@@ -78,11 +78,3 @@ def levy_area(W: torch.Tensor, H: torch.Tensor, h: float, kind: str,
     else:
         std = math.sqrt(h * h / 12)   # type: ignore[assignment]
     return A + std * noise
-
-
-def join_area(A1: torch.Tensor, A2: torch.Tensor, W1: torch.Tensor,
-              W2: torch.Tensor) -> torch.Tensor:
-    """Lévy area over ``[s, u]`` from the areas and increments over ``[s, t]`` and ``[t, u]``
-    (Chen's relation: the cross term is the area of the triangle the two increments span)."""
-    return A1 + A2 + 0.5 * (W1.unsqueeze(-1) * W2.unsqueeze(-2)
-                            - W2.unsqueeze(-1) * W1.unsqueeze(-2))

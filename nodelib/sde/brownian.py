@@ -19,14 +19,17 @@ not recomputed), and ``W(s, u) = W(s, t) + W(t, u)`` up to the rounding of one a
 As in torchsde's ``BrownianInterval``, the path is a function of the seed *and of the order in
 which new times first arrive* (a new time is drawn given its neighbours at that moment): two
 intervals with the same seed agree when they are first queried in the same order, whatever
-comes after. Memory grows by one cell per new time queried and one kept answer per new
-interval queried (for a solver's step, the answer is the cell itself).
+comes after. With ``halfway_tree=True`` (below) the path depends on the seed alone. Memory
+grows by one cell per new time queried and one kept answer per new interval queried (for a
+solver's step, the answer is the cell itself).
 """
 from __future__ import annotations
 
 import bisect
 import hashlib
+import math
 import struct
+from typing import Any
 
 import torch
 
@@ -46,7 +49,17 @@ class BrownianInterval:
     torch's global generator, so ``torch.manual_seed`` makes the path reproducible);
     ``levy_area_approximation``: ``"none"``, ``"space-time"`` (also keep the space-time Lévy
     area ``H``, needed by the SRK methods), ``"davie"`` or ``"foster"`` (also approximate the
-    full Lévy area). ``seed`` is accepted as another name for ``entropy``.
+    full Lévy area). ``seed`` is accepted as another name for ``entropy``. ``W`` (and ``H``):
+    the increment (and area) over ``[t0, t1]``, instead of drawing them.
+
+    ``halfway_tree=True`` with a resolution ``tol`` (torchsde's options) makes the path a
+    function of the seed alone, whatever the order of the queries: times are rounded to the
+    decimal digits of ``tol``, and a new time is reached by splitting cells at their (rounded)
+    midpoints, a dyadic tree whose every point is drawn given the same two neighbours in any
+    order; a time that is not such a midpoint is split off once its cell is shorter than
+    ``tol``; answers are differences of the values of ``W`` (and of its integral) at their ends,
+    which do not depend on the cells in between. It costs about log2((t1 - t0)/tol) draws per
+    new time instead of one.
 
     ``bm(ta, tb, return_U=False, return_A=False)`` returns ``W``, or ``(W, U)`` with ``U =
     ∫_ta^tb W(ta, u) du``, or ``(W, A)`` / ``(W, U, A)`` with ``A`` the approximate Lévy area of
@@ -56,7 +69,8 @@ class BrownianInterval:
     def __init__(self, t0=0.0, t1=1.0, size=None, dtype=None, device=None,
                  entropy: int | None = None, levy_area_approximation: str = "none",
                  seed: int | None = None, W: torch.Tensor | None = None,
-                 H: torch.Tensor | None = None, **unused):
+                 H: torch.Tensor | None = None, halfway_tree: bool = False, tol: float = 0.0,
+                 **unused):
         t0, t1 = float(t0), float(t1)
         if not t0 < t1:
             raise ValueError(f"BrownianInterval needs t0 < t1, got t0={t0}, t1={t1}")
@@ -78,6 +92,12 @@ class BrownianInterval:
         self._device = torch.device(device if device is not None else (
             W.device if W is not None else "cpu"))
         self._entropy = int(entropy)
+        self._halfway, self._tol = bool(halfway_tree), float(tol)
+        if self._halfway and not self._tol > 0:
+            raise ValueError("halfway_tree=True needs a resolution tol > 0")
+        # (torchsde's rounding: times to the decimal digits of tol)
+        digits = -int(math.log10(self._tol)) if self._tol > 0 else None
+        self._round = (lambda x: round(x, digits)) if digits is not None else (lambda x: x)
         self._levy = levy_area_approximation
         self._have_H = levy_area_approximation != "none"
         h = t1 - t0
@@ -86,6 +106,10 @@ class BrownianInterval:
              ) if self._have_H else None
         self._times = [t0, t1]
         self._cells: list[tuple] = [(W, H)]
+        if self._halfway:   # W(t) and ∫_t0^t W(u) du at every time, for order-free answers
+            zero = torch.zeros_like(W)
+            self._values: list[tuple[Any, Any]] = [(zero, zero if self._have_H else None),
+                            (W, h * (0.5 * W + H) if H is not None else None)]
         # every answer given, by (ta, tb): asked again, the same tensors come back
         self._answers: dict[tuple[float, float], list] = {}
 
@@ -108,7 +132,7 @@ class BrownianInterval:
     def __call__(self, ta, tb=None, return_U: bool = False, return_A: bool = False):
         if tb is None:
             ta, tb = self._times[0], ta
-        ta, tb = float(ta), float(tb)
+        ta, tb = self._round(float(ta)), self._round(float(tb))
         if not self._times[0] <= ta <= tb <= self._times[-1]:
             raise ValueError(f"Brownian query [{ta}, {tb}] must satisfy t0 <= ta <= tb <= t1 "
                              f"with [t0, t1] = [{self._times[0]}, {self._times[-1]}]")
@@ -116,7 +140,7 @@ class BrownianInterval:
         if found is None:   # asked for the first time
             found = self._answers[ta, tb] = [*self._increment(ta, tb), None]
         if return_A and found[2] is None:
-            found[2] = self._area(ta, tb)
+            found[2] = self._area(ta, tb, found[0], found[1])
         return self._answer(found[0], found[1], tb - ta, return_U, return_A, found[2])
 
     def _increment(self, ta: float, tb: float) -> tuple:
@@ -126,23 +150,25 @@ class BrownianInterval:
             W = torch.zeros(self._size, dtype=self._dtype, device=self._device)
             return W, torch.zeros_like(W) if self._have_H else None
         i, j = self._locate(ta), self._locate(tb)
+        if self._halfway:   # differences of point values: the same whatever cells lie between
+            (Wa, Ia), (Wb, Ib) = self._values[i], self._values[j]
+            W = Wb - Wa
+            H = (Ib - Ia) / (tb - ta) - Wa - 0.5 * W if self._have_H else None
+            return W, H
         W, H = self._cells[i]
         for k in range(i + 1, j):
             W, H = bridge.join((W, H), self._cells[k], self._times[k] - ta,
                                self._times[k + 1] - self._times[k])
         return W, H
 
-    def _area(self, ta: float, tb: float) -> torch.Tensor:
-        """Approximate Lévy area over ``[ta, tb]``, joined from its cells' (Chen's relation)."""
+    def _area(self, ta: float, tb: float, W, H) -> torch.Tensor:
+        """Davie's (or Foster's) approximate Lévy area over ``[ta, tb]`` from its ``W`` and
+        ``H``, with noise seeded by ``(ta, tb)``."""
         if ta == tb or len(self._size) < 2:   # (a batch of scalar motions has no area)
             shape = (*self._size, self._size[-1]) if len(self._size) >= 2 else self._size
             return torch.zeros(shape, dtype=self._dtype, device=self._device)
-        i, j = self._locate(ta), self._locate(tb)
-        A, W_sum = self._cell_area(i), self._cells[i][0]
-        for k in range(i + 1, j):
-            A = bridge.join_area(A, self._cell_area(k), W_sum, self._cells[k][0])
-            W_sum = W_sum + self._cells[k][0]
-        return A
+        noise = self._randn(_AREA, ta, tb, shape=(*self._size, self._size[-1]))[0]
+        return bridge.levy_area(W, H, tb - ta, self._levy, noise)
 
     def _answer(self, W, H, h, return_U, return_A, A):
         out = [W]
@@ -160,29 +186,34 @@ class BrownianInterval:
 
     def _locate(self, t: float) -> int:
         """The index of ``t`` among the known times, splitting the cell that holds it if ``t``
-        is new."""
+        is new (with ``halfway_tree``, first at the cell's midpoints, down to ``tol``)."""
         k = bisect.bisect_left(self._times, t)
-        if self._times[k] == t:
-            return k
-        a, b = self._times[k - 1], self._times[k]   # t lies inside cell k - 1 = [a, b]
-        W, H = self._cells[k - 1]
-        noise = self._randn(_SPLIT, t, t)
-        if H is None:
-            left, right = bridge.split_increment(W, a, t, b, noise[0])
-            cells = (left, None), (right, None)
-        else:
-            cells = bridge.split_increment_and_area(W, H, a, t, b, noise[0], noise[1])
-        self._cells[k - 1: k] = cells
-        self._times.insert(k, t)
+        while self._times[k] != t:
+            a, b = self._times[k - 1], self._times[k]   # t lies inside cell k - 1 = [a, b]
+            c = self._round(0.5 * (a + b)) if self._halfway else t
+            if not a < c < b or b - a <= self._tol:   # a leaf of the dyadic tree: split at t
+                c = t
+            self._split(k - 1, c)
+            k = k if t <= c else k + 1
         return k
 
-    def _cell_area(self, k: int) -> torch.Tensor:
-        """Approximate Lévy area of cell ``k`` (its noise seeded by the cell's ends)."""
-        W, H = self._cells[k]
+    def _split(self, k: int, c: float) -> None:
+        """Split cell ``k`` at ``c``: a Brownian bridge draw, with noise seeded by ``c``."""
         a, b = self._times[k], self._times[k + 1]
-        m = self._size[-1]
-        noise = self._randn(_AREA, a, b, shape=(*self._size, m))[0]
-        return bridge.levy_area(W, H, b - a, self._levy, noise)
+        W, H = self._cells[k]
+        noise = self._randn(_SPLIT, c, c)
+        if H is None:
+            left, right = bridge.split_increment(W, a, c, b, noise[0])
+            cells = (left, None), (right, None)
+        else:
+            cells = bridge.split_increment_and_area(W, H, a, c, b, noise[0], noise[1])
+        self._cells[k: k + 1] = cells
+        self._times.insert(k + 1, c)
+        if self._halfway:   # W(c) and ∫_t0^c W, from the left end's
+            Wa, Ia = self._values[k]
+            (Wl, Hl) = cells[0]
+            Ic = Ia + (c - a) * (Wa + 0.5 * Wl + Hl) if Hl is not None else None
+            self._values.insert(k + 1, (Wa + Wl, Ic))
 
     def _randn(self, purpose: int, x: float, y: float, shape=None) -> torch.Tensor:
         """Standard normals determined by ``(entropy, purpose, x, y)`` only: of shape ``size``

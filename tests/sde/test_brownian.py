@@ -134,3 +134,23 @@ def test_bad_queries_are_refused():
     with pytest.raises(ValueError, match="levy_area_approximation"):
         BrownianInterval(0.0, 1.0, size=(2,), levy_area_approximation="exact")
     assert torch.equal(bm(0.3, 0.3), torch.zeros(2))
+
+
+def test_halfway_tree_is_independent_of_the_query_order():
+    """With halfway_tree=True (and a resolution tol) the path is a function of the seed alone:
+    two intervals queried at the same 100 intervals in two different orders agree exactly,
+    and the increments keep their law."""
+    points = torch.rand(100, 2, generator=torch.Generator().manual_seed(1)).sort(dim=1).values
+    make = lambda: BrownianInterval(0.0, 1.0, size=(N // 10,), dtype=torch.float64, entropy=9,
+                                    halfway_tree=True, tol=1e-6,
+                                    levy_area_approximation="space-time")
+    first, second = make(), make()
+    answers = [first(a, b, return_U=True) for a, b in points.tolist()]
+    order = torch.randperm(100, generator=torch.Generator().manual_seed(2)).tolist()
+    again = {k: second(*points[k].tolist(), return_U=True) for k in order}
+    for k, (W, U) in enumerate(answers):
+        assert torch.equal(W, again[k][0]) and torch.equal(U, again[k][1])
+    a, b = points[0].tolist()
+    z = answers[0][0] / math.sqrt(round(b, 6) - round(a, 6))   # (times rounded to tol)
+    assert abs(z.mean().item()) < 5 / math.sqrt(N // 10)
+    assert abs(z.var().item() - 1) < 5 * math.sqrt(2 / (N // 10))

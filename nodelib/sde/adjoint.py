@@ -131,8 +131,7 @@ def _reversible_heun_backward(problem: SDEProblem, params, ys, final_state, grad
             inputs = [x.detach().requires_grad_(True) for x in (y, *state)]
             y1, state1 = reversible_heun(sde, tt[k], tt[k + 1], h, inputs[0], dW,
                                          tuple(inputs[1:]))
-            found = torch.autograd.grad((y1, *state1), (*inputs, *params),
-                                        (a_y, *a_state), allow_unused=True)
+            found = _grad((y1, *state1), (*inputs, *params), (a_y, *a_state))
         grads = [torch.zeros_like(x) if g is None else g
                  for g, x in zip(found, (*inputs, *params))]
         a_y, a_state = grads[0], grads[1:4]
@@ -146,7 +145,16 @@ def _reversible_heun_backward(problem: SDEProblem, params, ys, final_state, grad
     with torch.enable_grad():
         y0 = problem.y0.detach().requires_grad_(True)
         f0, g0 = sde.f_and_g(tt[0], y0)
-        found = torch.autograd.grad((f0, g0, y0), (y0, *params), tuple(a_state),
-                                    allow_unused=True)
+        found = _grad((f0, g0, y0), (y0, *params), tuple(a_state))
     grads = [torch.zeros_like(x) if g is None else g for g, x in zip(found, (y0, *params))]
     return [a_y + grads[0], *[p + g for p, g in zip(a_params, grads[1:])]]
+
+
+def _grad(outputs, inputs, grad_outputs):
+    """``torch.autograd.grad`` over the outputs that depend on something (an ``f`` or ``g``
+    constant in the state and the parameters has no graph)."""
+    pairs = [(o, g) for o, g in zip(outputs, grad_outputs) if o.requires_grad]
+    if not pairs:
+        return [None] * len(inputs)
+    return torch.autograd.grad([o for o, _ in pairs], inputs, [g for _, g in pairs],
+                               allow_unused=True)

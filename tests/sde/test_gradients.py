@@ -172,3 +172,28 @@ def test_names_extra_and_extra_solver_state():
     rest = sdeint(Renamed(), half[0][-1], ts[1:], bm=bm, names=names,
                   method="reversible_heun", dt=0.1, extra_solver_state=half[1])
     torch.testing.assert_close(rest[-1], ys[-1], rtol=0, atol=1e-15)
+
+
+def test_reversible_heun_adjoint_with_a_constant_drift():
+    """f = constant (no graph): the adjoint's pull-back skips it instead of failing."""
+
+    class Constant(nn.Module):
+        noise_type, sde_type = "diagonal", "stratonovich"
+
+        def __init__(self):
+            super().__init__()
+            self.s = nn.Parameter(torch.tensor(0.3, dtype=torch.float64))
+
+        def f(self, t, y):
+            return torch.ones_like(y)
+
+        def g(self, t, y):
+            return self.s * torch.sin(y)
+
+    sde, y0 = Constant(), torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    bm = BrownianInterval(0.0, 1.0, size=(3, 2), dtype=torch.float64, entropy=4)
+    ts = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    kwargs = dict(method="reversible_heun", dt=0.1)
+    exact = gradients(sdeint, sde, y0, ts, bm, **kwargs)
+    adjoint = gradients(sdeint_adjoint, sde, y0, ts, bm, **kwargs)
+    assert relative_gap(adjoint, exact) < 1e-12   # rounding only

@@ -6,7 +6,8 @@ The same path as an ODE solve, one concept per module:
   by one seed, refined where it is queried, returning the same increment whenever asked;
 * :mod:`~nodelib.sde.functions`: the user's SDE object (torchsde's convention) behind one
   interface, its shapes checked once;
-* :mod:`~nodelib.sde.steppers`, :mod:`~nodelib.sde.srk`: one step of each method;
+* :mod:`~nodelib.sde.steppers`, :mod:`~nodelib.sde.srk`: one step of each method (Euler–
+  Maruyama, Milstein, SRK, midpoint, Heun, Euler–Heun, reversible Heun, log-ODE midpoint);
   :mod:`~nodelib.sde.methods`: the methods as data (which SDEs each solves, its orders);
 * :mod:`~nodelib.sde.integrate`: the time grid and the loop;
 * :mod:`~nodelib.sde.sdeint`: ``sdeint`` (backprop through the steps);
@@ -21,8 +22,9 @@ Where nodelib differs from torchsde (0.2.6), on purpose or not yet:
   reversible Heun's adjoint is exact for any ``ts`` and with ``adaptive=True``;
 * Brownian motion: only the Brownian interval (no ``BrownianPath``, ``BrownianTree`` or dyadic
   ``halfway_tree``); a query outside ``[t0, t1]`` is an error, not a warning and a clamp;
-* methods: no log-ODE method; Milstein and SRK cannot solve the adjoint SDE (its noise is
-  general), so the default ``adjoint_method`` after Itô Milstein is Euler–Maruyama;
+* methods: Milstein, SRK and the log-ODE method cannot solve the adjoint SDE (its noise is
+  general and its diffusion is never formed), so the default ``adjoint_method`` after Itô
+  Milstein is Euler–Maruyama;
 * errors are raised before the first step, and an Itô-only method given a Stratonovich SDE
   (or the reverse) is refused before any warning about adaptive steps.
 """

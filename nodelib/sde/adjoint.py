@@ -62,6 +62,10 @@ def sdeint_adjoint(sde, y0, ts, bm=None, method: str | None = None,
         except ValueError as error:   # say why: the adjoint's noise is general
             raise ValueError(f"adjoint_method: {error} (the adjoint SDE has general noise: "
                              f"its diffusion mixes y, a and a_θ)") from None
+        if backward.levy_area != "none":
+            raise ValueError(f"adjoint_method={adjoint_method!r} needs the diffusion matrix, "
+                             f"which the adjoint SDE never forms; use midpoint, heun, "
+                             f"euler_heun or reversible_heun")
     settings = (problem, params, backward, dict(adjoint_options or {}))
     initial = _as_state(extra_solver_state)
     ys, *state = _Adjoint.apply(settings, initial, problem.y0, *params)

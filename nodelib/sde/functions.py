@@ -141,6 +141,26 @@ class SDEFunctions:
             return g, dg_g
 
 
+    def dg_ga(self, t, y, A, create_graph: bool) -> torch.Tensor:
+        """``Σ_l ∂g_l/∂y · (g A)_l`` (``g_l`` the l-th column of ``g``, ``A`` a Lévy area of
+        shape ``(batch, m, m)``): the log-ODE method's term, one Jacobian–vector product per
+        column, by the double-vjp trick."""
+        with torch.enable_grad():
+            y = y if y.requires_grad else y.detach().requires_grad_(True)
+            g = self.g(t, y)
+            directions = torch.bmm(g, A)
+            total = torch.zeros_like(y)
+            for column, direction in zip(g.unbind(-1), directions.unbind(-1)):
+                if not column.requires_grad:
+                    continue
+                u = torch.zeros_like(column, requires_grad=True)
+                vjp, = torch.autograd.grad(column, y, u, create_graph=True, allow_unused=True)
+                if vjp is not None:
+                    jvp, = torch.autograd.grad(vjp, u, direction, create_graph=create_graph)
+                    total = total + jvp
+            return total
+
+
 def _zero_if_none(x, like):
     return torch.zeros_like(like) if x is None else x
 

@@ -49,9 +49,12 @@ def make_grid(ts: torch.Tensor, dt: float) -> Grid:
 
 
 def query(bm, method: SDEMethod, a: float, b: float):
-    """The Brownian increment over ``[a, b]`` (and ``U`` for a method that needs it)."""
+    """The Brownian increment over ``[a, b]`` (and ``U`` or ``A`` for a method that needs
+    it)."""
     if method.levy_area == "space-time":
         return bm(a, b, return_U=True)
+    if method.levy_area == "foster":
+        return bm(a, b, return_A=True)
     return bm(a, b)
 
 

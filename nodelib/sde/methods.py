@@ -20,7 +20,8 @@ _COMMUTATIVE = ("diagonal", "additive", "scalar")
 @dataclass(frozen=True)
 class SDEMethod:
     """An SDE method: its name, the SDE types and noise types it solves, the Lévy area it needs
-    (``"none"`` or ``"space-time"``), its strong order (general, additive noise), weak order,
+    (``"none"``, ``"space-time"``, or ``"foster"``: an approximate full area, Davie's or
+    Foster's), its strong order (general, additive noise), weak order,
     its stepper and, for a method that carries state between steps, how to start it."""
     name: str
     sde_types: tuple[str, ...]
@@ -54,6 +55,8 @@ METHODS = {m.name: m for m in (
     SDEMethod("midpoint", ("stratonovich",), _ALL_NOISE, 0.5, 1.0, 1.0, steppers.midpoint),
     SDEMethod("heun", ("stratonovich",), _ALL_NOISE, 0.5, 1.0, 1.0, steppers.heun),
     SDEMethod("euler_heun", ("stratonovich",), _ALL_NOISE, 0.5, 1.0, 1.0, steppers.euler_heun),
+    SDEMethod("log_ode", ("stratonovich",), _ALL_NOISE, 0.5, 1.0, 1.0,
+              steppers.log_ode_midpoint, levy_area="foster"),
     SDEMethod("reversible_heun", ("stratonovich",), _ALL_NOISE, 0.5, 1.0, 1.0,
               steppers.reversible_heun, init=steppers.reversible_heun_init),
 )}

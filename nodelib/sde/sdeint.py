@@ -85,6 +85,9 @@ def _check_brownian(bm, method: SDEMethod, size: tuple) -> None:
     if method.levy_area == "space-time" and have == "none":
         raise ValueError(f"method {method.name!r} needs the space-time Lévy area: create the "
                          f"Brownian motion with levy_area_approximation='space-time'")
+    if method.levy_area == "foster" and have not in ("davie", "foster"):
+        raise ValueError(f"method {method.name!r} needs a Lévy area: create the Brownian "
+                         f"motion with levy_area_approximation='davie' or 'foster'")
 
 
 def sdeint(sde, y0, ts, bm=None, method: str | None = None, dt: float = 1e-3,
@@ -105,7 +108,8 @@ def sdeint(sde, y0, ts, bm=None, method: str | None = None, dt: float = 1e-3,
             :class:`~nodelib.BrownianInterval` on ``[ts[0], ts[-1]]``, seeded from torch's
             global generator).
         method: ``"euler"``, ``"milstein"``, ``"srk"`` (Itô); ``"milstein"``, ``"midpoint"``,
-            ``"heun"``, ``"euler_heun"``, ``"reversible_heun"`` (Stratonovich); default as
+            ``"heun"``, ``"euler_heun"``, ``"reversible_heun"``, ``"log_ode"``
+            (Stratonovich); default as
             torchsde: ``"srk"`` for Itô SDEs with diagonal/additive/scalar noise,
             ``"euler"`` for Itô with general noise, ``"midpoint"`` for Stratonovich.
         dt: the step (see :mod:`nodelib.sde.integrate` for the grid), or the first step with

@@ -84,5 +84,11 @@ def test_other_bad_input():
     with pytest.raises(ValueError, match="adjoint_reversible_heun' needs"):
         sdeint_adjoint(Toy(sde_type="stratonovich"), Y0, TS, method="midpoint",
                        adjoint_method="adjoint_reversible_heun", dt=0.1)
+    with pytest.raises(ValueError, match="needs a Lévy area"):
+        bm = BrownianInterval(0.0, 1.0, size=(4, 2), entropy=0)
+        sdeint(Toy(sde_type="stratonovich"), Y0, TS, bm=bm, method="log_ode", dt=0.1)
+    with pytest.raises(ValueError, match="never forms"):
+        sdeint_adjoint(Toy(sde_type="stratonovich"), Y0, TS, method="midpoint",
+                       adjoint_method="log_ode", dt=0.1)
     with pytest.raises(ValueError, match="'milstein' handles noise types"):   # adjoint noise
         sdeint_adjoint(Toy(), Y0, TS, method="milstein", adjoint_method="milstein", dt=0.1)

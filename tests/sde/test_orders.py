@@ -97,6 +97,7 @@ def strong_order(sde, method, seed=0, options=None, levy="none", m=1, d=1, bm=No
     (GBM("stratonovich"), "midpoint", None, "none", 1.0),
     (GBM("stratonovich"), "heun", None, "none", 1.0),
     (GBM("stratonovich"), "euler_heun", None, "none", 1.0),
+    (GBM("stratonovich"), "log_ode", None, "foster", 1.0),
     # reversible Heun: proven 0.5 in general, 1.0 for additive noise; on this commutative
     # (diagonal) problem it measures 1.0
     (GBM("stratonovich"), "reversible_heun", None, "none", 1.0),

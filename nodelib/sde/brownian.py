@@ -91,7 +91,7 @@ class BrownianInterval:
             W.dtype if W is not None else torch.get_default_dtype())
         self._device = torch.device(device if device is not None else (
             W.device if W is not None else "cpu"))
-        self._entropy = int(entropy)
+        self._entropy = int(entropy) % 2 ** 63   # (it seeds through a signed 64-bit key)
         self._halfway, self._tol = bool(halfway_tree), float(tol)
         if self._halfway and not self._tol > 0:
             raise ValueError("halfway_tree=True needs a resolution tol > 0")

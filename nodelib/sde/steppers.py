@@ -65,10 +65,12 @@ def heun(sde, t0, t1, h, y, dW, state):
 
 def log_ode_midpoint(sde, t0, t1, h, y, noise, state):
     """The log-ODE midpoint method (Stratonovich): the midpoint method plus the Lévy-area
-    term ``Σ_l ∂g_l/∂y · (g A)_l`` at the midpoint, which general noise needs for strong order
-    above 0.5 (with an exact area; with Davie's or Foster's approximation the gain is in the
-    constant). ``noise`` is ``(dW, A)`` from ``bm(t0, t1, return_A=True)``. For commutative
-    noise (diagonal, scalar, additive) the term vanishes and this is the midpoint method."""
+    term ``Σ_l ∂g_l/∂y · (g A)_l`` at the midpoint, the term that distinguishes non-commuting
+    noise (with Davie's or Foster's approximate area its strong order for general noise is
+    still 0.5, as torchsde lists it). ``noise`` is ``(dW, A)`` from ``bm(t0, t1,
+    return_A=True)``. For commutative noise (diagonal, scalar, additive) the term vanishes and
+    this is the midpoint method. On the same path it matches torchsde's ``log_ode`` to
+    rounding (checked by hand when written, general noise)."""
     dW, A = noise
     f, g_dW = sde.f_and_g_prod(t0, y, dW)
     half = y + 0.5 * (f * h + g_dW)

@@ -70,7 +70,7 @@ def log_ode_midpoint(sde, t0, t1, h, y, noise, state):
     still 0.5, as torchsde lists it). ``noise`` is ``(dW, A)`` from ``bm(t0, t1,
     return_A=True)``. For commutative noise (diagonal, scalar, additive) the term vanishes and
     this is the midpoint method. On the same path it matches torchsde's ``log_ode`` to
-    rounding (checked by hand when written, general noise)."""
+    rounding (tests/sde/test_torchsde_parity.py, general noise)."""
     dW, A = noise
     f, g_dW = sde.f_and_g_prod(t0, y, dW)
     half = y + 0.5 * (f * h + g_dW)

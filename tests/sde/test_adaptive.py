@@ -2,7 +2,7 @@
 the steps taken."""
 import pytest
 import torch
-from test_gradients import Random, gradients, relative_gap
+from test_sde_gradients import Random, gradients, relative_gap
 from test_orders import GBM
 
 from nodelib import BrownianInterval, sdeint, sdeint_adjoint

@@ -20,8 +20,9 @@ Where nodelib differs from torchsde (0.2.6), on purpose or not yet:
 * the grid steps onto every output time instead of interpolating between steps (the same grid
   when the outputs are multiples of ``dt``), and the adjoint retraces the forward grid, so
   reversible Heun's adjoint is exact for any ``ts`` and with ``adaptive=True``;
-* Brownian motion: only the Brownian interval (no ``BrownianPath``, ``BrownianTree`` or dyadic
-  ``halfway_tree``); a query outside ``[t0, t1]`` is an error, not a warning and a clamp;
+* Brownian motion: only the Brownian interval (no ``BrownianPath`` or ``BrownianTree``:
+  ``halfway_tree=True`` plays the virtual tree's part, a path that depends on the seed alone,
+  in O(1) memory); a query outside ``[t0, t1]`` is an error, not a warning and a clamp;
 * methods: Milstein, SRK and the log-ODE method cannot solve the adjoint SDE (its noise is
   general and its diffusion is never formed), so the default ``adjoint_method`` after Itô
   Milstein is Euler–Maruyama;

@@ -19,13 +19,18 @@ not recomputed), and ``W(s, u) = W(s, t) + W(t, u)`` up to the rounding of one a
 As in torchsde's ``BrownianInterval``, the path is a function of the seed *and of the order in
 which new times first arrive* (a new time is drawn given its neighbours at that moment): two
 intervals with the same seed agree when they are first queried in the same order, whatever
-comes after. With ``halfway_tree=True`` (below) the path depends on the seed alone. Memory
-grows by one cell per new time queried and one kept answer per new interval queried (for a
-solver's step, the answer is the cell itself).
+comes after. Memory grows by one cell per new time queried and one kept answer per new
+interval queried (for a solver's step, the answer is the cell itself).
+
+With ``halfway_tree=True`` (below) the path depends on the seed alone, and nothing grows: it is
+a *virtual* Brownian tree (Li et al. 2020), each point recomputed from the root by bisection
+when it is asked for, with a cache of the last few points: O(1) memory, whatever the number of
+steps, for about log2((t1 - t0)/tol) bridge draws per new point.
 """
 from __future__ import annotations
 
 import bisect
+import collections
 import hashlib
 import math
 import struct
@@ -38,6 +43,7 @@ from . import bridge
 LEVY_AREA_APPROXIMATIONS = ("none", "space-time", "davie", "foster")
 # what a draw of noise is for, part of its seed so that no two draws share one
 _ROOT, _ROOT_AREA, _SPLIT, _AREA = range(4)
+_RECENT_POINTS = 64   # halfway tree: points kept (a solver's next step starts at its last end)
 
 
 class BrownianInterval:
@@ -58,8 +64,8 @@ class BrownianInterval:
     midpoints, a dyadic tree whose every point is drawn given the same two neighbours in any
     order; a time that is not such a midpoint is split off once its cell is shorter than
     ``tol``; answers are differences of the values of ``W`` (and of its integral) at their ends,
-    which do not depend on the cells in between. It costs about log2((t1 - t0)/tol) draws per
-    new time instead of one.
+    which do not depend on the cells in between. Nothing is stored but the last few points: each
+    new point is recomputed from the root, about log2((t1 - t0)/tol) draws instead of one.
 
     ``bm(ta, tb, return_U=False, return_A=False)`` returns ``W``, or ``(W, U)`` with ``U =
     ∫_ta^tb W(ta, u) du``, or ``(W, A)`` / ``(W, U, A)`` with ``A`` the approximate Lévy area of
@@ -106,10 +112,12 @@ class BrownianInterval:
              ) if self._have_H else None
         self._times = [t0, t1]
         self._cells: list[tuple] = [(W, H)]
-        if self._halfway:   # W(t) and ∫_t0^t W(u) du at every time, for order-free answers
+        if self._halfway:   # W(t) and ∫_t0^t W(u) du at the ends; other points on demand
             zero = torch.zeros_like(W)
-            self._values: list[tuple[Any, Any]] = [(zero, zero if self._have_H else None),
-                            (W, h * (0.5 * W + H) if H is not None else None)]
+            self._ends: tuple[tuple[Any, Any], ...] = (
+                (zero, zero if self._have_H else None),
+                (W, h * (0.5 * W + H) if H is not None else None))
+            self._recent: collections.OrderedDict = collections.OrderedDict()
         # every answer given, by (ta, tb): asked again, the same tensors come back
         self._answers: dict[tuple[float, float], list] = {}
 
@@ -137,8 +145,10 @@ class BrownianInterval:
             raise ValueError(f"Brownian query [{ta}, {tb}] must satisfy t0 <= ta <= tb <= t1 "
                              f"with [t0, t1] = [{self._times[0]}, {self._times[-1]}]")
         found = self._answers.get((ta, tb))
-        if found is None:   # asked for the first time
-            found = self._answers[ta, tb] = [*self._increment(ta, tb), None]
+        if found is None:   # asked for the first time (always, for the halfway tree)
+            found = [*self._increment(ta, tb), None]
+            if not self._halfway:   # (the halfway tree recomputes the same tensors instead)
+                self._answers[ta, tb] = found
         if return_A and found[2] is None:
             found[2] = self._area(ta, tb, found[0], found[1])
         return self._answer(found[0], found[1], tb - ta, return_U, return_A, found[2])
@@ -149,12 +159,12 @@ class BrownianInterval:
         if ta == tb:
             W = torch.zeros(self._size, dtype=self._dtype, device=self._device)
             return W, torch.zeros_like(W) if self._have_H else None
-        i, j = self._locate(ta), self._locate(tb)
         if self._halfway:   # differences of point values: the same whatever cells lie between
-            (Wa, Ia), (Wb, Ib) = self._values[i], self._values[j]
+            (Wa, Ia), (Wb, Ib) = self._point(ta), self._point(tb)
             W = Wb - Wa
             H = (Ib - Ia) / (tb - ta) - Wa - 0.5 * W if self._have_H else None
             return W, H
+        i, j = self._locate(ta), self._locate(tb)
         W, H = self._cells[i]
         for k in range(i + 1, j):
             W, H = bridge.join((W, H), self._cells[k], self._times[k] - ta,
@@ -186,34 +196,50 @@ class BrownianInterval:
 
     def _locate(self, t: float) -> int:
         """The index of ``t`` among the known times, splitting the cell that holds it if ``t``
-        is new (with ``halfway_tree``, first at the cell's midpoints, down to ``tol``)."""
+        is new."""
         k = bisect.bisect_left(self._times, t)
-        while self._times[k] != t:
-            a, b = self._times[k - 1], self._times[k]   # t lies inside cell k - 1 = [a, b]
-            c = self._round(0.5 * (a + b)) if self._halfway else t
-            if not a < c < b or b - a <= self._tol:   # a leaf of the dyadic tree: split at t
-                c = t
-            self._split(k - 1, c)
-            k = k if t <= c else k + 1
+        if self._times[k] != t:   # t lies inside cell k - 1
+            self._cells[k - 1: k] = self._split(self._times[k - 1], t, self._times[k],
+                                                self._cells[k - 1])
+            self._times.insert(k, t)
         return k
 
-    def _split(self, k: int, c: float) -> None:
-        """Split cell ``k`` at ``c``: a Brownian bridge draw, with noise seeded by ``c``."""
-        a, b = self._times[k], self._times[k + 1]
-        W, H = self._cells[k]
+    def _split(self, a: float, c: float, b: float, cell: tuple) -> tuple:
+        """The cell ``[a, b]`` split at ``c``: a Brownian bridge draw, noise seeded by ``c``."""
+        W, H = cell
         noise = self._randn(_SPLIT, c, c)
         if H is None:
             left, right = bridge.split_increment(W, a, c, b, noise[0])
-            cells = (left, None), (right, None)
-        else:
-            cells = bridge.split_increment_and_area(W, H, a, c, b, noise[0], noise[1])
-        self._cells[k: k + 1] = cells
-        self._times.insert(k + 1, c)
-        if self._halfway:   # W(c) and ∫_t0^c W, from the left end's
-            Wa, Ia = self._values[k]
-            (Wl, Hl) = cells[0]
-            Ic = Ia + (c - a) * (Wa + 0.5 * Wl + Hl) if Hl is not None else None
-            self._values.insert(k + 1, (Wa + Wl, Ic))
+            return (left, None), (right, None)
+        return bridge.split_increment_and_area(W, H, a, c, b, noise[0], noise[1])
+
+    def _point(self, t: float) -> tuple:
+        """``W(t)`` and ``∫_t0^t W(u) du`` on the halfway tree: bisect from the root cell down
+        to ``t`` (at the rounded midpoints; a cell shorter than ``tol`` is split at ``t``
+        itself), drawing each midpoint given its two ends. Nothing is kept on the way."""
+        if t in self._recent:
+            self._recent.move_to_end(t)
+            return self._recent[t]
+        a, b = self._times[0], self._times[-1]
+        cell, value_a = self._cells[0], self._ends[0]
+        value = value_a if t == a else self._ends[1] if t == b else None
+        while value is None:
+            c = self._round(0.5 * (a + b))
+            if not a < c < b or b - a <= self._tol:   # a leaf of the dyadic tree
+                c = t
+            left, right = self._split(a, c, b, cell)
+            (Wa, Ia), (Wl, Hl) = value_a, left
+            value_c = (Wa + Wl, Ia + (c - a) * (Wa + 0.5 * Wl + Hl) if Hl is not None else None)
+            if t == c:
+                value = value_c
+            elif t < c:
+                b, cell = c, left
+            else:
+                a, cell, value_a = c, right, value_c
+        self._recent[t] = value
+        if len(self._recent) > _RECENT_POINTS:
+            self._recent.popitem(last=False)
+        return value
 
     def _randn(self, purpose: int, x: float, y: float, shape=None) -> torch.Tensor:
         """Standard normals determined by ``(entropy, purpose, x, y)`` only: of shape ``size``

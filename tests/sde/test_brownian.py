@@ -154,3 +154,23 @@ def test_halfway_tree_is_independent_of_the_query_order():
     z = answers[0][0] / math.sqrt(round(b, 6) - round(a, 6))   # (times rounded to tol)
     assert abs(z.mean().item()) < 5 / math.sqrt(N // 10)
     assert abs(z.var().item() - 1) < 5 * math.sqrt(2 / (N // 10))
+
+
+def test_halfway_tree_keeps_nothing_but_a_few_recent_points():
+    """The halfway tree is a virtual Brownian tree: after 500 solver-like steps it holds the
+    same few tensors as after 100 (O(1) memory), and an interval asked again once its points
+    have left the cache is recomputed to the very same tensors."""
+    bm = BrownianInterval(0.0, 1.0, size=(4, 3), dtype=torch.float64, entropy=3,
+                          halfway_tree=True, tol=1e-6, levy_area_approximation="space-time")
+    first = bm(0.0, 0.002, return_U=True)
+
+    def held():
+        return len(bm._times) + len(bm._cells) + len(bm._answers) + len(bm._recent)
+    h = 1 / 500
+    for k in range(500):
+        bm(k * h, (k + 1) * h)
+        if k == 99:   # (the cache of recent points is full by now)
+            after_100 = held()
+    assert held() == after_100
+    again = bm(0.0, 0.002, return_U=True)   # (0.002 left the cache long ago)
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])

@@ -218,7 +218,8 @@ def hermite_path(t: torch.Tensor, x: torch.Tensor) -> ControlPath:
 def rectilinear_path(x: torch.Tensor, time_channel: int = 0) -> ControlPath:
     """The rectilinear (staircase) path of ``x`` (..., T, C), whose channel ``time_channel``
     holds the observation times (see :func:`observation_channels`); other NaNs are filled
-    forward first (the last observation is held: nothing is read ahead of time). From
+    forward first (the last observation is held, so nothing is read ahead of time, except
+    that a channel's NaNs before its first observation take that first value). From
     ``(t_k, x_k)`` the path first moves time to ``t_{k+1}`` with the values held, then moves
     the values to ``x_{k+1}`` with time held. It is linear in a virtual time
     ``0, 1, ..., 2(T - 1)`` (the knots), which is what a CDE solve runs over."""

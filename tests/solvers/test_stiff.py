@@ -217,18 +217,24 @@ def test_robertson_log_spaced_outputs_against_radau():
     assert (np.abs(ys.numpy() - ref) / scale).max() < 1e-3
 
 
-def test_robertson_rate_gradient_against_finite_differences():
-    """d y(T) / d log k for the three rate constants, through implicit steps (backprop)."""
+@pytest.mark.parametrize("method, step, rtol", [
+    ("implicit_euler", 0.02, 1e-13),   # Newton solved to rounding
+    # the stacked stages of a fully implicit method: Newton's iteration error ~1e-3 rtol |y|
+    # (1e-13 |y|) is 1e-8 relative after the division by eps
+    ("radauIIA5", 0.05, 1e-10)])
+def test_robertson_rate_gradient_against_finite_differences(method, step, rtol):
+    """d y(T) / d log k for the three rate constants, through implicit steps (backprop; for
+    radauIIA5 the implicit function theorem on all stages at once)."""
     def solve(logk):
         k = torch.exp(logk)
         f = lambda t, y: torch.stack([-k[0] * y[0] + k[1] * y[1] * y[2],
                                       k[0] * y[0] - k[1] * y[1] * y[2] - k[2] * y[1] ** 2,
                                       k[2] * y[1] ** 2])
         # a fixed step sequence, so finite differences see a smooth map (an adaptive one
-        # would jump as the step sizes change); Newton solved to rounding
+        # would jump as the step sizes change)
         return odeint(f, torch.tensor([1.0, 0.0, 0.0], dtype=F64),
-                      torch.tensor([0.0, 1.0], dtype=F64), rtol=1e-13, atol=1e-16,
-                      method="implicit_euler", options={"step_size": 0.02})[-1]
+                      torch.tensor([0.0, 1.0], dtype=F64), rtol=rtol, atol=1e-16,
+                      method=method, options={"step_size": step})[-1]
     logk = torch.log(torch.tensor([0.04, 1e4, 3e7], dtype=F64)).requires_grad_()
     weights = torch.tensor([1.0, 1e4, 1.0], dtype=F64)   # y2 is ~1e-5: weight it up
     (solve(logk) * weights).sum().backward()
@@ -238,7 +244,7 @@ def test_robertson_rate_gradient_against_finite_differences():
         e[i] = eps
         with torch.no_grad():
             fd = ((solve(logk + e) - solve(logk - e)) * weights).sum() / (2 * eps)
-        # central differences: O(eps²) ≈ 1e-10 truncation, rounding / eps ≈ 1e-11
+        # central differences: O(eps²) ≈ 1e-10 truncation, Newton's error / eps ≤ 1e-8
         assert abs(logk.grad[i].item() - fd.item()) < 1e-6 * max(abs(fd.item()), 1e-3), i
 
 

@@ -101,7 +101,7 @@ def integrate(func, y0: torch.Tensor, times: list[float], config: SolveConfig,
         while True:
             # --- where does this step end? -----------------------------------------------
             if adaptive:
-                if n_steps >= config.max_num_steps or abs(h) <= 8 * eps * max(abs(t), 1.0):
+                if n_steps >= config.max_num_steps or abs(h) <= _resolution(t, eps):
                     _guard(n_steps, config, t, t_end, h, eps, ratio, y0.dtype)
                 t1 = t + h
                 if direction * (t1 - t_end) >= 0:
@@ -240,6 +240,13 @@ def _unbounded_step(t: float, h: float, n_accepted: int):
         "or give t a finite end")
 
 
+def _resolution(t: float, eps: float) -> float:
+    """The smallest step worth taking at ``t``: a few units in the last place of t itself
+    (relative, so that a problem's time unit does not matter; flooring |t| at 1, as nodelib
+    did before, stopped a float32 solve near t = 0.5 with h = 16 ulps of t)."""
+    return 8 * eps * max(abs(t), 1e-300)
+
+
 def _guard(n_steps, config, t, t_end, h, eps, ratio, dtype) -> None:
     """Stop an adaptive solve that can no longer advance: too many steps, or h underflow."""
     if n_steps >= config.max_num_steps:
@@ -249,7 +256,7 @@ def _guard(n_steps, config, t, t_end, h, eps, ratio, dtype) -> None:
             + (f"t={t_end:.6g}" if math.isfinite(t_end) else "any event")
             + "; the problem may be stiff or blow up — raise options['max_num_steps'] or "
             "loosen rtol/atol")
-    if abs(h) <= 8 * eps * max(abs(t), 1.0):
+    if abs(h) <= _resolution(t, eps):
         if not math.isfinite(ratio):
             raise NonFiniteError(
                 f"the state or func became NaN/inf on every step tried after t={t:.17g}, "

@@ -1,4 +1,5 @@
 """Bad input fails fast with a message that names the problem (and the time t)."""
+import math
 import time
 
 import pytest
@@ -104,3 +105,14 @@ def test_bad_state_types():
 def test_bad_seminorm_option():
     with pytest.raises(ValueError, match="seminorm"):
         odeint_adjoint(decay, Y0, T, adjoint_options={"norm": "max"})
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
+def test_the_time_unit_does_not_matter_in_float32(scale):
+    """y' = -y/scale on [0, scale] is the same problem in another time unit: the step-size
+    guard is relative to t, so a microsecond problem in float32 solves as the unit one does
+    (a guard floored at |t| = 1 stopped it at once: its steps are ~1e-7 < 8 eps(float32))."""
+    t = torch.tensor([0.0, scale])
+    ys = odeint(lambda t, y: -y / scale, torch.ones(1), t, rtol=1e-5, atol=1e-6)
+    # the tolerance 1e-5 and float32 rounding (1e-7 per step, ~30 steps)
+    assert abs(ys[-1].item() - math.exp(-1)) < 1e-4

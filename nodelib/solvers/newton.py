@@ -85,16 +85,21 @@ class Newton:
             assert self.jacobian is not None   # (new_step evaluated it)
             n = self.jacobian.shape[0]
             eye = torch.eye(n, dtype=self.jacobian.dtype, device=self.jacobian.device)
-            lu, pivots, info = torch.linalg.lu_factor_ex(eye - h_gamma * self.jacobian)
-            self.stats.n_lu += 1
-            if int(info) != 0:   # singular: this step cannot be solved; reject it
-                self.lu = None
-                raise NewtonFailure("the Newton matrix I - hγJ is singular")
-            self.lu, self.h_gamma = (lu, pivots), h_gamma
+            self.lu = None   # (until the new one exists: a singular M rejects the step)
+            self.lu = self._lu(eye - h_gamma * self.jacobian, "I - hγJ")
+            self.h_gamma = h_gamma
+
+    def _lu(self, matrix: torch.Tensor, name: str) -> tuple:
+        """The LU factors of a Newton matrix, counted; a singular one rejects the step."""
+        lu, pivots, info = torch.linalg.lu_factor_ex(matrix)
+        self.stats.n_lu += 1
+        if int(info) != 0:
+            raise NewtonFailure(f"the Newton matrix {name} is singular")
+        return lu, pivots
 
     def solve_linear(self, rhs: torch.Tensor) -> torch.Tensor:
         assert self.lu is not None   # (factor ran first)
-        return torch.linalg.lu_solve(*self.lu, rhs.reshape(-1, 1)).view_as(rhs)
+        return _lu_solve(self.lu, rhs)
 
     # --- one implicit stage ----------------------------------------------------------------
     def solve(self, t: torch.Tensor, base: torch.Tensor, h_gamma: float,
@@ -150,17 +155,14 @@ class Newton:
             return
         assert self.jacobian is not None   # (new_step evaluated it)
         Js = jacobians if jacobians is not None else [self.jacobian] * A.shape[0]
-        lu, pivots, info = torch.linalg.lu_factor_ex(stacked_matrix(A, h, Js))
-        self.stats.n_lu += 1
-        if int(info) != 0:
-            self.stacked_lu = None
-            raise NewtonFailure("the Newton matrix I - h(A ⊗ J) is singular")
-        self.stacked_lu, self.stacked_h = (lu, pivots), h
+        self.stacked_lu = None   # (as in factor)
+        self.stacked_lu = self._lu(stacked_matrix(A, h, Js), "I - h(A ⊗ J)")
+        self.stacked_h = h
 
     def solve_stacked(self, rhs: torch.Tensor) -> torch.Tensor:
         """(I - h (A ⊗ J))⁻¹ rhs, by the cached factorisation (rhs shaped like W)."""
         assert self.stacked_lu is not None   # (factor_stacked ran first)
-        return torch.linalg.lu_solve(*self.stacked_lu, rhs.reshape(-1, 1)).view_as(rhs)
+        return _lu_solve(self.stacked_lu, rhs)
 
     def evaluate_stages(self, times: list[torch.Tensor], Y: torch.Tensor) -> torch.Tensor:
         """f at every stage value (the rows of Y), stacked. One call of f on all rows, with the
@@ -231,6 +233,11 @@ class Newton:
         self.stats.n_newton_iterations += self.max_iterations
         raise NewtonFailure(f"Newton's method did not converge in {self.max_iterations} "
                             "iterations")
+
+
+def _lu_solve(factors: tuple, rhs: torch.Tensor) -> torch.Tensor:
+    """``M⁻¹ rhs`` from M's LU factors, for rhs of any shape (flattened to one column)."""
+    return torch.linalg.lu_solve(*factors, rhs.reshape(-1, 1)).view_as(rhs)
 
 
 def stacked_matrix(A: torch.Tensor, h: float, jacobians: list[torch.Tensor]) -> torch.Tensor:

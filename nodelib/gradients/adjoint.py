@@ -33,11 +33,12 @@ def odeint_adjoint(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9,
     when ``func`` is an ``nn.Module``, else none — tensors that ``func`` merely closes over get no
     gradient). The backward solve uses ``adjoint_rtol/atol/method/options`` (default: the forward
     ones, without the forward ``norm``). Its error norm (``adjoint_options["norm"]``): by default
-    the largest of the forward norm of z and of a, the RMS of a_θ and |a_t|; ``"seminorm"``
-    leaves a_θ and a_t out (Kidger et al. 2021): they never feed back into the dynamics, so
-    controlling their error only costs steps; or a callable, called as torchdiffeq calls it on
-    the tuple ``(a_t, z, a, *a_params)``. ``strategy="checkpoint"`` keeps at most
-    ``adjoint_options["checkpoints"]`` states (default 64; ``"sqrt"``: about 2√N of them).
+    the largest of the forward norm of z and of a (tensor by tensor for a tuple state), the RMS
+    of a_θ and |a_t|; ``"seminorm"`` leaves a_θ and a_t out (Kidger et al. 2021): they never
+    feed back into the dynamics, so controlling their error only costs steps; or a callable,
+    called as torchdiffeq calls it on the tuple ``(a_t, z, a, *a_params)``.
+    ``strategy="checkpoint"`` keeps at most ``adjoint_options["checkpoints"]`` states (default
+    64; ``"sqrt"``: about 2√N of them).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown adjoint strategy {strategy!r}; known: {', '.join(STRATEGIES)}")

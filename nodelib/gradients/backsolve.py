@@ -146,6 +146,15 @@ def adjoint_norm(layout: AdjointLayout, state_norm=rms_norm, choice=None, unflat
     return norm
 
 
+def forward_state_norm(problem: Problem):
+    """How the backward solve measures z and a: with the forward solve's norm, or, after a
+    fixed-step forward method, with the RMS (of each tensor of a tuple state, as forward)."""
+    forward = problem.config.controller
+    if forward is not None:
+        return forward.norm
+    return rms_norm if problem.layout is None else problem.layout.norm_per_part("rms", rms_norm)
+
+
 def exposed_norm(s: BacksolveSettings):
     """The backward solve's norm as torchdiffeq exposes it, in ``grad_fn.adjoint_options``:
     called on the tuple ``(a_t, z, a, *a_params)`` with z and a shaped like the solver's state
@@ -157,8 +166,7 @@ def exposed_norm(s: BacksolveSettings):
         unflatten = problem.layout.unflatten
         return lambda parts: choice((parts[0], *unflatten(parts[1]), *unflatten(parts[2]),
                                      *parts[3:]))
-    forward = problem.config.controller
-    state_norm = forward.norm if forward is not None else rms_norm
+    state_norm = forward_state_norm(problem)
 
     def norm(parts):
         a_t, z, a, *a_params = parts
@@ -226,9 +234,7 @@ def _backsolve(s: BacksolveSettings, t: torch.Tensor, ys: torch.Tensor, grad_ys:
     (called on the tuple of :func:`exposed_norm`)."""
     problem, func = s.problem, s.problem.func
     layout = AdjointLayout(ys.shape[1:], tuple(p.shape for p in s.params), want_t)
-    # z and a are measured with the forward solve's norm (RMS for a fixed-step forward method)
-    forward = problem.config.controller
-    state_norm = forward.norm if forward is not None else rms_norm
+    state_norm = forward_state_norm(problem)
     unflatten = None if problem.layout is None else problem.layout.unflatten
     norm = (adjoint_norm(layout, state_norm, s.norm_choice, unflatten) if replaced_norm is None
             else adjoint_norm(layout, state_norm, replaced_norm))

@@ -174,9 +174,10 @@ def odeint_with_penalties(dynamics: RegularisedDynamics, y0, t, *, adjoint: bool
         dynamics.draw_noise(z0, generator)
     r0 = z0.new_zeros(z0.shape[0], len(dynamics.terms))
     if not control_penalties:
-        # the norm sees the tuple state (as torchdiffeq calls it): RMS over its solution parts
+        # the norm sees the tuple state (as torchdiffeq calls it): the largest RMS of its
+        # solution parts, as the default norm takes over every part
         n_parts = len(parts)
-        options["norm"] = lambda x: rms_norm(torch.cat([p.reshape(-1) for p in x[:n_parts]]))
+        options["norm"] = lambda x: torch.stack([rms_norm(p) for p in x[:n_parts]]).max()
     # the backward solve gets its own (default) options, not a copy of the forward ones
     out = solve_with_gradient(
         dynamics, parts + (r0,), t, gradient=gradient_mode(adjoint), rtol=rtol, atol=atol,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .controllers import CONTROLLERS, NORMS, StepSizeController, rms_norm
+from .controllers import CONTROLLERS, NORMS, StepSizeController
 from .multistep import ADAMS_METHODS, ADAMS_OPTIONS, AdamsMethod, adams_with_options
 from .scipy_solver import SCIPY_METHOD, SCIPY_SOLVERS, ScipySettings, scipy_settings
 from .tableaux import ADAPTIVE_METHODS, FIXED_STEP_METHODS, TABLEAUX, ButcherTableau
@@ -88,9 +88,11 @@ def check_tolerances(rtol, atol) -> tuple[float, float]:
 
 
 def make_config(method: str | None, rtol, atol, options: dict | None, *,
-                norm_adapter: Callable | None = None) -> SolveConfig:
-    """Check and normalise; ``norm_adapter`` turns a user norm (called with the error shaped
-    like the user's state, a tuple for a tuple state) into one on the solver's flat state."""
+                layout=None) -> SolveConfig:
+    """Check and normalise. ``layout`` (a :class:`~nodelib.solvers.problem.TupleLayout`, for a
+    tuple state) turns the norm into one on the solver's flat state: a named norm is taken on
+    each tensor and the largest kept; a user norm is called with the error shaped like the
+    user's state, a tuple."""
     tableau = get_tableau(method)
     options = dict(options or {})
     if method == SCIPY_METHOD:
@@ -106,7 +108,7 @@ def make_config(method: str | None, rtol, atol, options: dict | None, *,
         raise ValueError(f"unknown option(s) {sorted(unknown)} for method "
                          f"{method or tableau.name!r}; it accepts {sorted(allowed)}")
     if tableau.adaptive:
-        config = _adaptive_config(tableau, rtol, atol, options, norm_adapter)
+        config = _adaptive_config(tableau, rtol, atol, options, layout)
     else:
         config = _fixed_config(tableau, options)
     if adams is not None:   # the corrector's iteration stops at the solve's tolerances
@@ -136,9 +138,9 @@ def _fixed_config(tableau, options) -> SolveConfig:
                        max_num_steps=_max_steps(options, DEFAULT_EVENT_MAX_STEPS))
 
 
-def _adaptive_config(tableau, rtol, atol, options, norm_adapter) -> SolveConfig:
+def _adaptive_config(tableau, rtol, atol, options, layout) -> SolveConfig:
     rtol, atol = check_tolerances(rtol, atol)
-    norm = _make_norm(options.get("norm"), norm_adapter)
+    norm = _make_norm(options.get("norm"), layout)
     controller = options.get("controller", "PI")
     if isinstance(controller, StepSizeController):
         if any(k in options for k in ("min_step", "max_step", "safety", "ifactor", "dfactor")):
@@ -175,17 +177,17 @@ def _max_steps(options, default: int) -> int:
     return int(value)
 
 
-def _make_norm(norm, norm_adapter):
+def _make_norm(norm, layout):
     if norm is None:
-        return rms_norm
+        norm = "rms"
     if isinstance(norm, str):
         if norm not in NORMS:
             raise ValueError(f"options['norm'] must be a callable or one of {sorted(NORMS)}, "
                              f"got {norm!r} ('seminorm' is an adjoint_options setting)")
-        return NORMS[norm]
+        return NORMS[norm] if layout is None else layout.norm_per_part(norm, NORMS[norm])
     if not callable(norm):
         raise TypeError(f"options['norm'] must be callable, got {type(norm).__name__}")
-    return norm_adapter(norm) if norm_adapter is not None else norm
+    return norm if layout is None else layout.adapt_norm(norm)
 
 
 def _positive(name, value) -> float:

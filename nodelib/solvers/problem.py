@@ -42,6 +42,18 @@ class TupleLayout:
         """A user norm called on a tuple shaped like the state, as torchdiffeq calls it."""
         return lambda flat: norm(self.unflatten(flat))
 
+    def norm_per_part(self, name: str, norm):
+        """A named norm on a tuple state: its largest value over the tensors, so that each
+        tensor meets the tolerances on its own (torchdiffeq's mixed norm). One norm of the flat
+        vector would weigh each tensor by its size: a CNF's log-densities, one per sample next
+        to d coordinates each, would hide behind the coordinates."""
+        if name == "per_sample":
+            for i, shape in enumerate(self.shapes):
+                if len(shape) == 0:
+                    raise ValueError(f"the 'per_sample' norm needs a batch dimension (dim 0) in "
+                                     f"every tensor of a tuple state; y0[{i}] is 0-d")
+        return lambda flat: torch.stack([norm(part) for part in self.unflatten(flat)]).max()
+
 
 def check_state(y0):
     """Returns ``(flat_or_tensor_y0, layout or None)``."""
@@ -195,8 +207,7 @@ def prepare(func, y0, t, *, rtol, atol, method, options) -> Problem:
     """Everything checked once, before the first step; both entry points start here."""
     y0_flat, layout = check_state(y0)
     t = check_times(t, y0_flat)
-    adapter = None if layout is None else layout.adapt_norm
-    config = make_config(method, rtol, atol, options, norm_adapter=adapter)
+    config = make_config(method, rtol, atol, options, layout=layout)
     warn_unsupported_callbacks(func, config.adaptive, config.tableau.name)
     return Problem(CheckedFunc(func, y0_flat, layout), y0_flat, layout, t, config,
                    find_callbacks(func, layout, y0_flat))

@@ -62,6 +62,35 @@ def test_callable_adjoint_norm_gets_torchdiffeq_tuple():
     assert seen and set(seen) == {((), (3, 2), (3, 2), (2, 2), ())}
 
 
+@pytest.mark.parametrize("fixed_forward", [False, True])
+def test_backward_norm_measures_each_tensor_of_a_tuple_state(fixed_forward):
+    """The backward solve measures z and a part by part, as the forward solve does: 1000
+    components that never move (and get no adjoint) leave the pair's backward steps and
+    gradient exactly as without them — also after a fixed-step forward method, whose own solve
+    has no norm. The first steps are given: their heuristic looks at the state's size."""
+    t = torch.tensor([0.0, 3.0], dtype=F64)
+    forward = ({"method": "rk4", "options": {"step_size": 0.01}} if fixed_forward
+               else {"method": "dopri5", "options": {"first_step": 1e-3}})
+    backward = {"adjoint_method": "dopri5", "adjoint_options": {"first_step": 1e-3}}
+    A = torch.tensor([[0.0, 1.0], [-25.0, -0.1]], dtype=F64)
+
+    def pair_f(t, q):
+        return q @ A.T
+    q0 = torch.tensor([1.0, 0.0], dtype=F64, requires_grad=True)
+    alone = SolverStats()
+    odeint_adjoint(pair_f, q0, t, rtol=1e-6, atol=1e-8, stats=alone, adjoint_params=(),
+                   **forward, **backward)[-1].square().sum().backward()
+    g_alone = q0.grad.clone()
+    q0.grad = None
+    joint = SolverStats()
+    ys = odeint_adjoint(lambda t, s: (pair_f(t, s[0]), torch.zeros_like(s[1])),
+                        (q0, torch.ones(1000, dtype=F64)), t, rtol=1e-6, atol=1e-8,
+                        stats=joint, adjoint_params=(), **forward, **backward)
+    ys[0][-1].square().sum().backward()
+    assert joint.backward.n_accepted == alone.backward.n_accepted > 5
+    assert torch.equal(q0.grad, g_alone)
+
+
 def test_adjoint_time_only_field():
     """f = -0.1 e^{-0.1 t}: y(T) = y0 + e^{-0.1 T} - 1, so dL/dy0 = 1 and dL/dT = f(T)."""
     f = lambda t, y: -0.1 * torch.exp(-0.1 * t) * torch.ones_like(y)

@@ -159,7 +159,11 @@ def test_hutchinson_mean_and_variance_match_exact_frobenius(kind):
 # --------------------------------------------------------------------------- solver behaviour
 def test_penalties_do_not_change_the_steps():
     torch.manual_seed(1)
-    block = ODEBlock(MLPField(2, 16), adjoint=False, rtol=1e-5, atol=1e-5)
+    field = MLPField(2, 16)
+    with torch.no_grad():   # weights x4: a field that bends (8 steps, not 3)
+        for p in field.parameters():
+            p.mul_(4.0)
+    block = ODEBlock(field, adjoint=False, rtol=1e-5, atol=1e-5)
     x = torch.randn(32, 2)
     z_plain = block(x)
     steps_plain = block.stats.forward.trace_arrays()
@@ -170,14 +174,22 @@ def test_penalties_do_not_change_the_steps():
     assert torch.equal(torch.as_tensor(steps_plain["h"]), torch.as_tensor(steps_reg["h"]))
     assert torch.allclose(z_plain, z_reg, atol=1e-6)       # float32 rounding of one concatenation
     assert pen.dtype == x.dtype and pen.shape == (32, 2) and (pen > 0).all()
-    # controlling the penalties too changes the steps (the norm sees more components), not the
-    # answer: both solutions are within the tolerance 1e-5 of each other (5e-4 is a loose bound)
+    # controlling the penalties too adds steps (the norm is the largest over z and the
+    # penalties, and here the penalties' error is the larger), not z: both solutions are within
+    # the tolerance 1e-5 of each other (5e-4 is a loose bound)
     z_ctrl, pen_ctrl = RegularisedBlock(block, control_penalties=True)(
         x, generator=torch.Generator().manual_seed(0))
-    assert not torch.equal(torch.as_tensor(block.stats.forward.trace_arrays()["h"]),
-                           torch.as_tensor(steps_plain["h"]))
+    assert len(block.stats.forward.trace_arrays()["h"]) > len(steps_plain["h"])
     assert torch.allclose(z_ctrl, z_plain, atol=5e-4)
-    assert torch.allclose(pen_ctrl, pen, rtol=5e-3, atol=5e-4)
+    ref_block = ODEBlock(field, adjoint=False, rtol=1e-7, atol=1e-7)
+    _, pen_ref = RegularisedBlock(ref_block, control_penalties=True)(
+        x, generator=torch.Generator().manual_seed(0))
+    err_plain = ((pen - pen_ref).abs() / pen_ref.abs()).max().item()
+    err_ctrl = ((pen_ctrl - pen_ref).abs() / pen_ref.abs()).max().item()
+    # controlled, the penalties' global error is a few times the local tolerance 1e-5 over ~20
+    # steps (measured 4e-4 relative at worst); uncontrolled, they get only the steps z needs,
+    # about 50x worse here (measured 2e-2)
+    assert err_ctrl < 2e-3 and err_plain > 10 * err_ctrl
 
 
 def test_adjoint_and_backprop_gradients_agree():

@@ -36,9 +36,9 @@ def odeint(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, method: str |
             ``grid_constructor``, ``perturb``, ``interp`` (``"cubic"``, default, or
             ``"linear"``); adaptive: ``first_step``, ``max_num_steps`` (default 100 000),
             ``norm`` (a callable, called on the scaled error shaped like the state — a tuple for
-            a tuple state —, or ``"rms"``/``"per_sample"``, taken on each tensor of a tuple
-            state and the largest kept), ``controller`` (``"PI"``, ``"I"``, ``"PID"`` or a
-            :class:`~nodelib.StepSizeController`), ``min_step``,
+            a tuple state —, or ``"rms"`` (default) / ``"per_sample"``, taken on each tensor
+            of a tuple state and the largest kept), ``controller`` (``"PI"``, ``"I"``,
+            ``"PID"`` or a :class:`~nodelib.StepSizeController`), ``min_step``,
             ``max_step``, ``safety``, ``ifactor``, ``dfactor``, ``step_t``, ``jump_t``.
         event_fn: ``event_fn(t, y) -> tensor``; if given, solve from ``t[0]`` until it crosses
             zero and return ``(event_t, states at [t[0], event_t])`` (see

@@ -20,10 +20,13 @@ extra reverse pass. :func:`odeint_with_penalties` runs the solve and returns
 parameters and solver settings). :func:`steer_end_time` draws STEER's random end time.
 
 By default the penalty components are left out of the adaptive solver's error control
-(``control_penalties=False``): they never feed back into the dynamics, so controlling their error
-would only add steps, and the steps taken are then exactly those of the unregularised solve of
-the same field — with backprop and with the adjoint alike (whose backward solve also measures
-z and a with that norm). Penalties have shape ``(batch, n_terms)`` and are positive whichever
+(``control_penalties=False``): the norm is the largest RMS over the solution's tensors (z, or z
+and log p), as for the solve without penalties. The penalties never feed back into the
+dynamics, so controlling their error buys z nothing and changes the steps (usually adding
+some); left out, the steps are exactly those of the unregularised solve of the same field —
+with backprop and with the adjoint alike (whose backward solve also measures z and a with that
+norm). ``control_penalties=True`` measures the penalty tensor R, all its terms together, as one
+more tensor of the state. Penalties have shape ``(batch, n_terms)`` and are positive whichever
 direction the solve runs in. Everything follows the input tensor's device and dtype.
 """
 from __future__ import annotations

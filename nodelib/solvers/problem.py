@@ -44,7 +44,7 @@ class TupleLayout:
 
     def norm_per_part(self, name: str, norm):
         """A named norm on a tuple state: its largest value over the tensors, so that each
-        tensor meets the tolerances on its own (torchdiffeq's mixed norm). One norm of the flat
+        tensor meets the tolerances on its own (torchdiffeq's ``_mixed_norm``). One norm of the flat
         vector would weigh each tensor by its size: a CNF's log-densities, one per sample next
         to d coordinates each, would hide behind the coordinates."""
         if name == "per_sample":

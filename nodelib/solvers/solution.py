@@ -18,7 +18,8 @@ import torch
 class StepRecord(NamedTuple):
     t: float            # time at the start of the attempted step
     h: float            # signed step size attempted
-    error_ratio: float  # ||error / (atol + rtol |y|)||_rms; <= 1 means accepted (nan: fixed step)
+    error_ratio: float  # ||error / (atol + rtol |y|)||, the solve's norm; <= 1: accepted (nan:
+    #                     a fixed step)
     accepted: bool
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nodelib import TABLEAUX, SolverStats, odeint, odeint_adjoint
-from nodelib.errors import NewtonConvergenceError, NonFiniteError
+from nodelib.errors import NewtonConvergenceError, NonFiniteError, StepSizeUnderflowError
 from nodelib.solvers.newton import Newton
 from nodelib.solvers.solution import PassStats
 
@@ -158,6 +158,28 @@ def test_nan_in_f_names_the_time():
     with pytest.raises(NonFiniteError, match=r"t=0\.4(5|49)"):
         odeint(f, torch.ones(2, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64),
                method="radau5")
+
+
+@pytest.mark.parametrize("method", NEW_FIXED)
+def test_newton_failure_of_a_fixed_step_names_the_time(method):
+    """Past t = 0.5 the field turns into 1e8 y², whose Newton iteration from y = 1 cannot
+    converge in a step of 0.5: a fixed step cannot shrink, so the solve stops there and says
+    where, and what to do."""
+    f = lambda t, y: torch.where(t > 0.5, y ** 2 * 1e8, -y)
+    with pytest.raises(NewtonConvergenceError, match=r"from t=0\.5 \(h=0\.5\).*radau5"):
+        odeint(f, torch.ones(1, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64),
+               method=method, options={"step_size": 0.5})
+
+
+@pytest.mark.parametrize("method", ["radau5", "kvaerno5"])
+def test_a_finite_time_blow_up_stops_at_its_time(method):
+    """y' = y², y(0) = 1 blows up at t = 1: the adaptive implicit methods shrink the step until it
+    underflows, and the error names a time within 1e-6 of the blow-up."""
+    with pytest.raises(StepSizeUnderflowError, match="blow up") as caught:
+        odeint(lambda t, y: y ** 2, torch.ones(1, dtype=F64),
+               torch.tensor([0.0, 2.0], dtype=F64), method=method)
+    t_stop = float(str(caught.value).split("at t=")[1].split(":")[0])
+    assert abs(t_stop - 1.0) < 1e-6
 
 
 def test_stages_in_one_call_only_for_a_batch_agnostic_f():

@@ -1,4 +1,4 @@
-"""ODEs with closed-form solutions, shared by the tests."""
+"""ODEs shared by the tests: problems with closed-form solutions, and the stiff benchmarks."""
 import math
 
 import torch
@@ -44,3 +44,16 @@ class Linear(torch.nn.Module):
 
     def forward(self, t, z):
         return z @ self.A.T
+
+
+# --- stiff problems, written on the last axis (so radau5 can stack its stages in one call)
+def robertson(t, y):
+    """Robertson's chemical kinetics: rates 0.04, 1e4 and 3e7."""
+    y1, y2, y3 = y[..., 0], y[..., 1], y[..., 2]
+    return torch.stack([-0.04 * y1 + 1e4 * y2 * y3,
+                        0.04 * y1 - 1e4 * y2 * y3 - 3e7 * y2 ** 2,
+                        3e7 * y2 ** 2], dim=-1)
+
+
+def van_der_pol(t, y, mu=1000.0):
+    return torch.stack([y[..., 1], mu * (1 - y[..., 0] ** 2) * y[..., 1] - y[..., 0]], dim=-1)

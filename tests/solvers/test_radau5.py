@@ -10,17 +10,9 @@ from scipy.integrate import solve_ivp
 
 from nodelib import SolverStats, odeint, odeint_adjoint
 
+from problems import robertson, van_der_pol
+
 F64 = torch.float64
-
-
-def robertson(t, y):
-    y1, y2, y3 = y[..., 0], y[..., 1], y[..., 2]
-    return torch.stack([-0.04 * y1 + 1e4 * y2 * y3,
-                        0.04 * y1 - 1e4 * y2 * y3 - 3e7 * y2 ** 2, 3e7 * y2 ** 2], dim=-1)
-
-
-def van_der_pol(t, y, mu=1000.0):
-    return torch.stack([y[..., 1], mu * (1 - y[..., 0] ** 2) * y[..., 1] - y[..., 0]], dim=-1)
 
 
 @functools.cache

@@ -12,15 +12,10 @@ from nodelib import (ADAPTIVE_METHODS, FIXED_STEP_METHODS, TABLEAUX, MaxStepsExc
 from nodelib.errors import NewtonConvergenceError
 from nodelib.solvers.newton import iteration_tolerance
 
+from problems import robertson
+
 F64 = torch.float64
 IMPLICIT = [m for m in TABLEAUX if TABLEAUX[m].implicit]
-
-
-def robertson(t, y):
-    y1, y2, y3 = y[..., 0], y[..., 1], y[..., 2]
-    return torch.stack([-0.04 * y1 + 1e4 * y2 * y3,
-                        0.04 * y1 - 1e4 * y2 * y3 - 3e7 * y2 ** 2,
-                        3e7 * y2 ** 2], dim=-1)
 
 
 def _scipy_robertson(t_end):
